@@ -1,0 +1,3 @@
+from podnet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""The one network-namespace helper shared by cni, agent, lab, proxy tests and benches.
+
+It drives iproute2 (`ip netns ...`) and runs commands inside namespaces. Everything it
+creates through a `Sandbox` is removed by `Sandbox.close()` (also on failure), so tests
+and the lab never leave namespaces, links or processes behind. Nothing here touches the
+root namespace except creating/removing named namespaces and veth ends that are moved
+straight into them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+NETNS_DIR = Path("/run/netns")
+
+
+class NetnsError(Exception):
+    """A namespace operation failed; the message names the command and its stderr."""
+
+
+def unique_name(prefix: str = "pn") -> str:
+    """A namespace/link-safe unique name (<= 15 chars so it can also name an interface)."""
+    return f"{prefix[:8]}-{secrets.token_hex(3)}"
+
+
+def ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `ip ARGS` (inside `netns` when given)."""
+    argv = ["ip", *(["-n", netns] if netns else []), *args]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise NetnsError(f"{' '.join(argv)}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def path_of(name: str) -> str:
+    return str(NETNS_DIR / name)
+
+
+def exists(name: str) -> bool:
+    return (NETNS_DIR / name).exists()
+
+
+def create(name: str) -> str:
+    """Create a named namespace with loopback up; returns its path (/run/netns/NAME)."""
+    ip("netns", "add", name)
+    ip("link", "set", "lo", "up", netns=name)
+    return path_of(name)
+
+
+def delete(name: str) -> None:
+    """Delete a namespace, killing whatever still runs in it. Missing is fine."""
+    if not exists(name):
+        return
+    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    ip("netns", "delete", name, check=False)
+
+
+def run(name: str, argv: Sequence[str], *, check: bool = True, timeout: float | None = 60,
+        input: str | None = None, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command inside the namespace and wait for it."""
+    full = ["ip", "netns", "exec", name, *argv]
+    proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, input=input,
+                          env=dict(env) if env is not None else None)
+    if check and proc.returncode != 0:
+        raise NetnsError(f"{' '.join(full)} exited {proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def popen(name: str, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+    """Start a command inside the namespace (the caller must stop it: see `stop`)."""
+    return subprocess.Popen(["ip", "netns", "exec", name, *argv], start_new_session=True, **kwargs)  # type: ignore[call-overload]
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """Stop a process started by `popen` (its whole process group), by pid."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout)
+
+
+def add_veth(ns_a: str, if_a: str, ns_b: str, if_b: str, *, mtu: int | None = None) -> None:
+    """A veth pair with one end in each namespace (created inside ns_a, never in the root ns)."""
+    ip("link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b, netns=ns_a)
+    for ns, ifname in ((ns_a, if_a), (ns_b, if_b)):
+        if mtu:
+            ip("link", "set", ifname, "mtu", str(mtu), netns=ns)
+        ip("link", "set", ifname, "up", netns=ns)
+
+
+def add_addr(ns: str, ifname: str, cidr: str) -> None:
+    ip("addr", "add", cidr, "dev", ifname, netns=ns)
+
+
+def add_route(ns: str, dst: str, via: str | None = None, dev: str | None = None) -> None:
+    args = ["route", "replace", dst]
+    if via:
+        args += ["via", via]
+    if dev:
+        args += ["dev", dev]
+    ip(*args, netns=ns)
+
+
+def sysctl(ns: str, key: str, value: str) -> None:
+    """Set a sysctl inside the namespace (per-netns keys such as net.ipv4.ip_forward)."""
+    run(ns, ["sysctl", "-qw", f"{key}={value}"])
+
+
+@dataclass
+class Sandbox:
+    """Tracks namespaces and processes it made; `close()` removes all of them.
+
+    Use as a context manager or call close() in a finally/fixture teardown.
+    """
+
+    prefix: str = "pn"
+    namespaces: list[str] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def netns(self, hint: str = "") -> str:
+        name = unique_name(f"{self.prefix}{hint}")
+        create(name)
+        self.namespaces.append(name)
+        return name
+
+    def popen(self, ns: str, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        proc = popen(ns, argv, **kwargs)
+        self.processes.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(self.processes):
+            stop(proc)
+        self.processes.clear()
+        for name in reversed(self.namespaces):
+            delete(name)
+        self.namespaces.clear()
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    """Poll `predicate()` until truthy or the timeout passes; returns the last result's truth."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
