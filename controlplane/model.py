@@ -93,6 +93,8 @@ class Service:
     health_check_node_port: int = 0
     labels: tuple[tuple[str, str], ...] = ()
     uid: str = ""
+    load_balancer_ips: tuple[IPAddress, ...] = ()  # status.loadBalancer.ingress[].ip
+    load_balancer_source_ranges: tuple[str, ...] = ()  # spec.loadBalancerSourceRanges (raw CIDR strings)
 
     @property
     def ref(self) -> ObjectRef:
@@ -147,6 +149,11 @@ def parse_service(obj: Mapping[str, Any]) -> Service:
         health_check_node_port=int(spec.get("healthCheckNodePort") or 0),
         labels=tuple(sorted((meta.get("labels") or {}).items())),
         uid=str(meta.get("uid", "")),
+        load_balancer_ips=tuple(
+            ip for ip in (_ip(str(i.get("ip", ""))) for i in
+                          ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
+            if ip is not None),
+        load_balancer_source_ranges=tuple(str(r).strip() for r in spec.get("loadBalancerSourceRanges") or []),
     )
 
 
