@@ -95,6 +95,7 @@ class Service:
     uid: str = ""
     load_balancer_ips: tuple[IPAddress, ...] = ()  # status.loadBalancer.ingress[].ip
     load_balancer_source_ranges: tuple[str, ...] = ()  # spec.loadBalancerSourceRanges (raw CIDR strings)
+    ip_families: tuple[str, ...] = ()  # spec.ipFamilies ("IPv4"/"IPv6", primary first); () when unset
 
     @property
     def ref(self) -> ObjectRef:
@@ -154,6 +155,7 @@ def parse_service(obj: Mapping[str, Any]) -> Service:
                           ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
             if ip is not None),
         load_balancer_source_ranges=tuple(str(r).strip() for r in spec.get("loadBalancerSourceRanges") or []),
+        ip_families=tuple(str(f) for f in spec.get("ipFamilies") or ()),
     )
 
 
@@ -276,9 +278,11 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
     raw_ips = [p.get("ip", "") for p in status.get("podIPs") or []] or (
         [status["podIP"]] if status.get("podIP") else [])
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    # containers, then sidecars (init containers with restartPolicy Always), as podutil.FindPort looks
+    sidecars = [c for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
     ports = tuple(
         ContainerPort(str(p.get("name", "") or ""), int(p.get("containerPort") or 0), Protocol(p.get("protocol") or "TCP"))
-        for c in spec.get("containers") or [] for p in c.get("ports") or []
+        for c in [*(spec.get("containers") or []), *sidecars] for p in c.get("ports") or []
     )
     return Pod(
         namespace=str(meta.get("namespace", "")),
