@@ -1,0 +1,149 @@
+"""`podnet controlplane`: the API server process (flags in controlplane/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("controlplane")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"--listen wants HOST:PORT, got {text!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise argparse.ArgumentTypeError(f"--listen host must be an IP address, got {host!r}") from None
+    return host, int(port)
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    lo, sep, hi = text.partition("-")
+    try:
+        a, b = int(lo), int(hi if sep else lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--node-port-range wants LOW-HIGH, got {text!r}") from None
+    if not (0 < a <= b < 65536):
+        raise argparse.ArgumentTypeError(f"--node-port-range {text!r} is not a valid port range")
+    return a, b
+
+
+def parse_cidr(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a CIDR: {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="podnet controlplane", description="Kubernetes-compatible API server "
+                                "(JSON over HTTP, SQLite storage)")
+    p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 6443), help="HOST:PORT (127.0.0.1:6443)")
+    p.add_argument("--data-dir", type=Path, required=True, help="state.db and kubeconfig go here")
+    p.add_argument("--service-cidr", type=parse_cidr, default="10.96.0.0/12")
+    p.add_argument("--node-port-range", type=parse_port_range, default=(30000, 32767))
+    p.add_argument("--controllers", default=None,
+                   help='comma-separated subset of endpoints,nodeipam,scheduler ("" = none; default all)')
+    p.add_argument("--advertise-address", default=None, help="IP of the kubernetes Endpoints (default: listen host)")
+    p.add_argument("--cluster-cidr", type=parse_cidr, default=None, help="pod CIDR for the nodeipam controller")
+    p.add_argument("--node-cidr-mask-size", type=int, default=None, help="per-node pod CIDR size (nodeipam)")
+    p.add_argument("--history", type=int, default=100_000, help="watch history kept, in events")
+    p.add_argument("--bookmark-interval", type=float, default=10.0, help="seconds between watch BOOKMARKs")
+    p.add_argument("--log-level", default=os.environ.get("PODNET_LOG_LEVEL", "INFO"))
+    return p
+
+
+def loopback_url(host: str, port: int) -> str:
+    ip = ipaddress.ip_address("127.0.0.1" if host in ("localhost", "0.0.0.0") else host)
+    if ip.is_unspecified:
+        ip = ipaddress.ip_address("::1")
+    return f"http://[{ip}]:{port}" if ip.version == 6 else f"http://{ip}:{port}"
+
+
+def write_kubeconfig(path: Path, url: str) -> None:
+    text = (
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: podnet\n  cluster:\n    server: {url}\n"
+        "contexts:\n- name: podnet\n  context:\n    cluster: podnet\n    user: podnet\n    namespace: default\n"
+        "current-context: podnet\n"
+        "preferences: {}\n"
+        "users:\n- name: podnet\n  user: {}\n"
+    )
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from controlplane import controllers
+    from controlplane.bootstrap import bootstrap
+    from controlplane.registry import Registry
+    from controlplane.server import APIServer
+    from controlplane.storage import Store
+    from controlplane.watch import Hub
+
+    host, port = args.listen
+    data_dir: Path = args.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    names = controllers.parse_names(args.controllers)
+    store = Store(data_dir / "state.db", history_capacity=args.history)
+    hub = Hub(store)
+    registry = Registry(store, args.service_cidr, args.node_port_range)
+    advertise = args.advertise_address or ("127.0.0.1" if host in ("0.0.0.0", "localhost", "::") else host)
+    bootstrap(registry, args.service_cidr, advertise, port)
+    api = APIServer(registry, hub, bookmark_interval=args.bookmark_interval)
+    runner = web.AppRunner(api.app(), handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+    await site.start()
+    url = loopback_url(host, port)
+    write_kubeconfig(data_dir / "kubeconfig", f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+                     if host not in ("0.0.0.0", "::") else url)
+    log.info("podnet controlplane serving on %s:%d (data %s, rv %d)", host, port, data_dir, store.rv)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    options: dict[str, Any] = {"service_cidr": args.service_cidr}
+    if args.cluster_cidr:
+        options["cluster_cidr"] = args.cluster_cidr
+    if args.node_cidr_mask_size:
+        options["node_cidr_mask_size"] = args.node_cidr_mask_size
+    client, tasks = await controllers.start(names, url, stop, options)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        api.stopping.set()
+        hub.close_all()
+        await controllers.stop_all(client, tasks)
+        await runner.cleanup()
+        store.close()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(serve(args))
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    except OSError as exc:
+        log.error("cannot serve: %s", exc)
+        return 1

@@ -1,0 +1,191 @@
+"""Pure helpers on API object dicts used by the registry: metadata, status handling, names.
+
+No I/O; every function returns new values or works on a copy the caller owns.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+import time
+import uuid
+from typing import Any
+
+from controlplane import errors
+from controlplane.resources import Resource
+
+JSON = dict[str, Any]
+
+NAME_SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # upstream's utilrand alphabet (no vowels, no 0/1/3)
+
+# metadata fields the server owns: kept from the stored object on update
+SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
+               "selfLink")
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def new_uid() -> str:
+    return str(uuid.uuid4())
+
+
+def random_suffix(n: int = 5) -> str:
+    return "".join(random.choice(NAME_SUFFIX_CHARS) for _ in range(n))
+
+
+def copy(obj: JSON) -> JSON:
+    """A deep copy of a JSON object (faster than copy.deepcopy for plain data)."""
+    return json.loads(json.dumps(obj))
+
+
+def meta(obj: JSON) -> JSON:
+    m = obj.get("metadata")
+    if m is None:
+        m = obj["metadata"] = {}
+    if not isinstance(m, dict):
+        raise errors.BadRequest("metadata must be an object")
+    return m
+
+
+def has_status(res: Resource) -> bool:
+    return "status" in res.subresources
+
+
+def check_type(res: Resource, obj: Any, what: str = "body") -> JSON:
+    """The request body must be an object of this resource's kind (missing kind/apiVersion
+    default to the URL's, as the upstream decoder does)."""
+    if not isinstance(obj, dict):
+        raise errors.BadRequest(f"the {what} must be a JSON object of kind {res.kind}, got {type(obj).__name__}")
+    kind = obj.get("kind")
+    api_version = obj.get("apiVersion")
+    if kind in (None, ""):
+        obj["kind"] = res.kind
+    elif kind != res.kind:
+        raise errors.BadRequest(f"the kind in the data ({kind}) does not match the expected kind ({res.kind})")
+    if api_version in (None, ""):
+        obj["apiVersion"] = res.api_version
+    elif api_version != res.api_version:
+        raise errors.BadRequest(f"the API version in the data ({api_version}) does not match the expected "
+                                f"API version ({res.api_version})")
+    return obj
+
+
+def check_namespace(res: Resource, obj: JSON, namespace: str | None) -> None:
+    m = meta(obj)
+    if not res.namespaced:
+        m.pop("namespace", None)
+        return
+    body_ns = m.get("namespace")
+    if body_ns not in (None, "") and namespace is not None and body_ns != namespace:
+        raise errors.BadRequest("the namespace of the provided object does not match the namespace sent on the "
+                                "request")
+    if namespace is None:
+        raise errors.BadRequest(f"{res.plural} must be created in a namespace")
+    m["namespace"] = namespace
+
+
+def check_name(obj: JSON, name: str) -> None:
+    body_name = meta(obj).get("name")
+    if body_name not in (None, "") and body_name != name:
+        raise errors.BadRequest(f"the name of the object ({body_name}) does not match the name on the URL ({name})")
+    meta(obj)["name"] = name
+
+
+def keep_server_meta(new: JSON, old: JSON) -> None:
+    m, om = meta(new), old.get("metadata") or {}
+    for k in SERVER_META:
+        if k in om:
+            m[k] = om[k]
+        else:
+            m.pop(k, None)
+
+
+def strip_rv(obj: JSON) -> JSON:
+    out = dict(obj)
+    out["metadata"] = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
+    return out
+
+
+def same_content(a: JSON, b: JSON) -> bool:
+    """Equal apart from resourceVersion (an update that changes nothing stores nothing)."""
+    return strip_rv(a) == strip_rv(b)
+
+
+def for_status_write(res: Resource, new: JSON, old: JSON) -> JSON:
+    """A write to /status: the stored object with only .status taken from the request."""
+    out = copy(old)
+    if "status" in new:
+        out["status"] = new["status"]
+    else:
+        out.pop("status", None)
+    m = meta(out)
+    rv = (new.get("metadata") or {}).get("resourceVersion")
+    if rv:
+        m["resourceVersion"] = rv
+    else:
+        m.pop("resourceVersion", None)
+    return out
+
+
+def for_main_write(res: Resource, new: JSON, old: JSON | None) -> JSON:
+    """A write to the main path of a resource with a status subresource ignores .status."""
+    if has_status(res) and old is not None:
+        if "status" in old:
+            new["status"] = copy(old["status"])
+        else:
+            new.pop("status", None)
+    return new
+
+
+def bump_generation(new: JSON, old: JSON | None) -> None:
+    m = meta(new)
+    if old is None:
+        m["generation"] = 1
+        return
+    gen = int((old.get("metadata") or {}).get("generation") or 1)
+    if new.get("spec") != old.get("spec"):
+        gen += 1
+    m["generation"] = gen
+
+
+def prepare_create(res: Resource, obj: JSON) -> None:
+    """Server-set fields of a new object."""
+    m = meta(obj)
+    m["uid"] = new_uid()
+    m["creationTimestamp"] = now()
+    for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+        m.pop(k, None)
+    if res.kind == "Namespace":
+        m.setdefault("labels", {})["kubernetes.io/metadata.name"] = m["name"]
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("finalizers", ["kubernetes"])
+        obj["status"] = {"phase": "Active"}
+    elif res.kind == "Pod":
+        status = obj.get("status")
+        if not isinstance(status, dict):
+            status = obj["status"] = {}
+        status.setdefault("phase", "Pending")
+        if "qosClass" not in status:
+            status["qosClass"] = "BestEffort"
+    elif res.kind == "Service" and not isinstance(obj.get("status"), dict):
+        obj["status"] = {"loadBalancer": {}}
+
+
+def terminating(obj: JSON) -> JSON:
+    out = copy(obj)
+    m = meta(out)
+    m.setdefault("deletionTimestamp", now())
+    m.setdefault("deletionGracePeriodSeconds", 0)
+    if out.get("kind") == "Namespace":
+        out.setdefault("status", {})["phase"] = "Terminating"
+    return out
+
+
+def success_status(code: int = 200, details: JSON | None = None) -> JSON:
+    body: JSON = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code}
+    if details:
+        body["details"] = details
+    return body

@@ -1,0 +1,366 @@
+"""The registry: Kubernetes write and read semantics on top of the store.
+
+create / update (PUT, optimistic concurrency) / patch (merge, JSON, strategic, server-side
+apply) / delete (with finalizers and namespace cascade) / pods/binding, `/status`
+subresources, defaulting and validation (partner module `validation`), Service IP and
+NodePort allocation (`allocators`), selectors (`selectors`). Every write is one store commit.
+It raises `errors.APIError`s; the HTTP shell translates them into Status responses.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+from controlplane import errors
+from controlplane import objects as o
+from controlplane.resources import ALL, NAMESPACES, PODS, SERVICES, Resource
+from controlplane.state import ADDED, DELETED, MODIFIED, Entry, Key, WatchFilter
+from controlplane.storage import Change, Store
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+
+MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"
+APPLY = "application/apply-patch+yaml"
+PATCH_TYPES = (MERGE, JSON_PATCH, STRATEGIC, APPLY)
+
+# upstream AllowCreateOnUpdate: PUT to a missing object creates it for these kinds
+CREATE_ON_UPDATE = {"Endpoints", "EndpointSlice"}
+
+
+def partner(name: str) -> ModuleType | None:
+    """A sibling module written by another engineer, or None while it does not exist yet."""
+    try:
+        return importlib.import_module(f"controlplane.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"controlplane.{name}":
+            return None
+        raise
+
+
+def rkey(res: Resource) -> str:
+    return f"{res.group}/{res.plural}"
+
+
+def key_of(res: Resource, namespace: str | None, name: str) -> Key:
+    return Key(rkey(res), (namespace or "") if res.namespaced else "", name)
+
+
+def decode_json(body: bytes, what: str = "request body") -> Any:
+    try:
+        return json.loads(body.decode("utf-8") if body else "null")
+    except UnicodeDecodeError:
+        raise errors.BadRequest(f"the {what} is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise errors.BadRequest(f"the {what} is not valid JSON: {exc}") from None
+
+
+def decode_yaml(body: bytes) -> Any:
+    try:
+        return yaml.safe_load(body.decode("utf-8")) if body else None
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise errors.BadRequest(f"the request body is not valid YAML or JSON: {exc}") from None
+
+
+class Registry:
+    def __init__(self, store: Store, service_cidr: str = "10.96.0.0/12",
+                 node_port_range: tuple[int, int] = (30000, 32767)) -> None:
+        self.store = store
+        self.service_cidr = service_cidr
+        self.node_port_range = node_port_range
+        self.allocator: Any = None
+        self.skip_validation = False  # internal bootstrap writes (e.g. the loopback kubernetes Endpoints)
+        allocators = partner("allocators")
+        if allocators is not None:
+            self.allocator = allocators.ServiceAllocator(service_cidr, node_port_range)
+            self.allocator.load([e.obj for e in store.index.entries(rkey(SERVICES))])
+        else:
+            log.warning("controlplane.allocators not available: Services get no ClusterIP/NodePort")
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> Entry:
+        entry = self.store.get(key_of(res, namespace, name))
+        if entry is None:
+            raise errors.NotFound.of(res.plural, name, res.group)
+        return entry
+
+    def watch_filter(self, res: Resource, namespace: str | None, label_selector: str = "",
+                     field_selector: str = "") -> WatchFilter:
+        label = field = None
+        if label_selector.strip():
+            sel = partner("selectors")
+            if sel is None:
+                raise errors.BadRequest("label selectors are not supported yet")
+            label = sel.parse_label_selector(label_selector)
+        if field_selector.strip():
+            sel = partner("selectors")
+            if sel is None:
+                raise errors.BadRequest("field selectors are not supported yet")
+            field = sel.parse_field_selector(field_selector, res)
+        return WatchFilter(rkey(res), namespace if res.namespaced else None, label, field)
+
+    def list_objects(self, res: Resource, namespace: str | None, label_selector: str = "",
+             field_selector: str = "") -> tuple[list[Entry], int]:
+        filt = self.watch_filter(res, namespace, label_selector, field_selector)
+        entries, rv = self.store.list_entries(filt.resource, filt.namespace)
+        if filt.selective:
+            entries = [e for e in entries if filt.selects(e.obj)]
+        return entries, rv
+
+    # ------------------------------------------------------------------ helpers
+
+    def _require_namespace(self, res: Resource, namespace: str | None) -> None:
+        if res.namespaced and namespace is not None:
+            if self.store.get(key_of(NAMESPACES, None, namespace)) is None:
+                raise errors.NotFound.of("namespaces", namespace)
+
+    def _default_validate(self, res: Resource, obj: JSON, old: JSON | None) -> JSON:
+        validation = partner("validation")
+        if validation is None:
+            return obj
+        if self.skip_validation:
+            return validation.default_object(res.kind, obj)  # type: ignore[no-any-return]
+        obj = validation.default_object(res.kind, obj)
+        validation.validate_object(res.kind, obj, old)
+        return obj
+
+    def _plan_service(self, res: Resource, new: JSON, old: JSON | None) -> tuple[JSON, Any]:
+        if res is not SERVICES or self.allocator is None:
+            return new, None
+        planned, plan = self.allocator.plan(new, old)
+        return planned, plan
+
+    def _commit(self, changes: list[Change], plan: Any = None) -> None:
+        self.store.commit(changes)
+        if plan is not None:
+            self.allocator.commit(plan)
+
+    # ------------------------------------------------------------------ create
+
+    def create(self, res: Resource, namespace: str | None, body: Any, *, dry_run: bool = False) -> JSON:
+        obj = o.check_type(res, body)
+        o.check_namespace(res, obj, namespace)
+        m = o.meta(obj)
+        if m.get("resourceVersion"):
+            raise errors.BadRequest("resourceVersion should not be set on objects to be created")
+        name = m.get("name") or ""
+        generate = m.get("generateName") or ""
+        if not name and not generate:
+            raise errors.Invalid.of(res.kind, "", [errors.Cause(
+                "metadata.name", "name or generateName is required", "FieldValueRequired")])
+        self._require_namespace(res, namespace)
+        if not name:
+            for _ in range(8):
+                m["name"] = generate + o.random_suffix()
+                if self.store.get(key_of(res, namespace, m["name"])) is None:
+                    break
+        return self._create(res, namespace, obj, dry_run)
+
+    def _create(self, res: Resource, namespace: str | None, obj: JSON, dry_run: bool) -> JSON:
+        o.prepare_create(res, obj)
+        obj = self._default_validate(res, obj, None)
+        o.bump_generation(obj, None)
+        key = key_of(res, namespace, o.meta(obj)["name"])
+        if self.store.get(key) is not None:
+            raise errors.AlreadyExists.of(res.plural, key.name, res.group)
+        obj, plan = self._plan_service(res, obj, None)
+        if dry_run:
+            return obj
+        self._commit([Change(key, ADDED, obj)], plan)
+        return obj
+
+    # ------------------------------------------------------------------ update
+
+    def update(self, res: Resource, namespace: str | None, name: str, body: Any, *,
+               subresource: str | None = None, dry_run: bool = False) -> tuple[JSON, bool]:
+        """PUT; returns (object, created)."""
+        obj = o.check_type(res, body)
+        o.check_name(obj, name)
+        o.check_namespace(res, obj, namespace)
+        entry = self.store.get(key_of(res, namespace, name))
+        if entry is None:
+            if res.kind in CREATE_ON_UPDATE and subresource is None:
+                self._require_namespace(res, namespace)
+                o.meta(obj).pop("resourceVersion", None)
+                return self._create(res, namespace, obj, dry_run), True
+            raise errors.NotFound.of(res.plural, name, res.group)
+        return self._update(res, entry, obj, subresource, dry_run), False
+
+    def _update(self, res: Resource, entry: Entry, new: JSON, subresource: str | None, dry_run: bool) -> JSON:
+        old = entry.obj
+        m = o.meta(new)
+        rv = m.get("resourceVersion")
+        if rv not in (None, "") and str(rv) != str(entry.rv):
+            raise errors.Conflict.modified(res.plural, m["name"], res.group)
+        uid = m.get("uid")
+        if uid and uid != (old.get("metadata") or {}).get("uid"):
+            raise errors.Conflict(
+                f'Operation cannot be fulfilled on {res.plural} "{m["name"]}": Precondition failed: UID in '
+                f'precondition: {uid}, UID in object meta: {(old.get("metadata") or {}).get("uid")}',
+                name=m["name"], kind=res.plural, group=res.group)
+        if subresource == "status":
+            new = o.for_status_write(res, new, old)
+        else:
+            new = o.for_main_write(res, new, old)
+        o.keep_server_meta(new, old)
+        if res is NAMESPACES and subresource is None:
+            new["spec"] = o.copy(old.get("spec") or {})  # spec.finalizers change only via /finalize
+        new = self._default_validate(res, new, old)
+        o.bump_generation(new, old)
+        key = key_of(res, o.meta(new).get("namespace"), o.meta(new)["name"])
+        if o.meta(new).get("deletionTimestamp") and not o.meta(new).get("finalizers"):
+            if dry_run:
+                return new
+            return self._delete_now(res, key, new)
+        new, plan = self._plan_service(res, new, old)
+        if o.same_content(new, old):
+            return o.copy(old)
+        if dry_run:
+            return new
+        self._commit([Change(key, MODIFIED, new)], plan)
+        return new
+
+    # ------------------------------------------------------------------ patch
+
+    def patch(self, res: Resource, namespace: str | None, name: str, patch_type: str, body: bytes, *,
+              subresource: str | None = None, dry_run: bool = False, field_manager: str = "",
+              force: bool = False) -> tuple[JSON, bool]:
+        """PATCH; returns (object, created)."""
+        patch = partner("patch")
+        if patch is None:
+            raise errors.UnsupportedMediaType(f"PATCH is not available yet: {patch_type}")
+        entry = self.store.get(key_of(res, namespace, name))
+        if patch_type == APPLY:
+            if not field_manager:
+                raise errors.BadRequest("PATCH with application/apply-patch+yaml requires the fieldManager "
+                                        "parameter")
+            applied = o.check_type(res, decode_yaml(body))
+            o.check_name(applied, name)
+            o.check_namespace(res, applied, namespace)
+            if entry is None:
+                if subresource is not None:
+                    raise errors.NotFound.of(res.plural, name, res.group)
+                self._require_namespace(res, namespace)
+                obj = patch.apply_server_side(None, applied, res.kind, field_manager, force)
+                o.meta(obj).pop("resourceVersion", None)
+                return self._create(res, namespace, obj, dry_run), True
+            new = patch.apply_server_side(o.copy(entry.obj), applied, res.kind, field_manager, force)
+        else:
+            if entry is None:
+                raise errors.NotFound.of(res.plural, name, res.group)
+            doc = decode_json(body, "patch")
+            old = o.copy(entry.obj)
+            if patch_type == MERGE:
+                new = patch.apply_merge_patch(old, doc)
+            elif patch_type == JSON_PATCH:
+                new = patch.apply_json_patch(old, doc)
+            elif patch_type == STRATEGIC:
+                new = patch.apply_strategic_merge_patch(old, doc, res.kind)
+            else:
+                raise errors.UnsupportedMediaType(f"the body of the request was in an unknown format - "
+                                                  f"accepted media types include: {', '.join(PATCH_TYPES)}")
+        new = o.check_type(res, new, "patched object")
+        if o.meta(new).get("name") != name:
+            raise errors.BadRequest(f"the patch may not change the name: {o.meta(new).get('name')!r}")
+        o.check_namespace(res, new, namespace)
+        return self._update(res, entry, new, subresource, dry_run), False
+
+    # ------------------------------------------------------------------ delete
+
+    def delete(self, res: Resource, namespace: str | None, name: str, options: JSON | None = None, *,
+               dry_run: bool = False) -> JSON:
+        key = key_of(res, namespace, name)
+        entry = self.store.get(key)
+        if entry is None:
+            raise errors.NotFound.of(res.plural, name, res.group)
+        pre = (options or {}).get("preconditions") or {}
+        old_meta = entry.obj.get("metadata") or {}
+        if pre.get("uid") and pre["uid"] != old_meta.get("uid"):
+            raise errors.Conflict(
+                f'Operation cannot be fulfilled on {res.plural} "{name}": Precondition failed: UID in '
+                f'precondition: {pre["uid"]}, UID in object meta: {old_meta.get("uid")}',
+                name=name, kind=res.plural, group=res.group)
+        if pre.get("resourceVersion") and str(pre["resourceVersion"]) != str(entry.rv):
+            raise errors.Conflict(
+                f'Operation cannot be fulfilled on {res.plural} "{name}": Precondition failed: '
+                f'ResourceVersion in precondition: {pre["resourceVersion"]}, ResourceVersion in object meta: '
+                f'{entry.rv}', name=name, kind=res.plural, group=res.group)
+        if dry_run:
+            return o.copy(entry.obj)
+        if res is NAMESPACES:
+            return self._delete_namespace(entry)
+        if old_meta.get("finalizers"):
+            if old_meta.get("deletionTimestamp"):
+                return o.copy(entry.obj)
+            marked = o.terminating(entry.obj)
+            self._commit([Change(key, MODIFIED, marked)])
+            return marked
+        return self._delete_now(res, key, o.copy(entry.obj))
+
+    def _delete_now(self, res: Resource, key: Key, final: JSON) -> JSON:
+        self._commit([Change(key, DELETED, final)])
+        if res is SERVICES and self.allocator is not None:
+            self.allocator.release(final)
+        return final
+
+    def _delete_namespace(self, entry: Entry) -> JSON:
+        """Mark Terminating, delete everything in it, delete it: one transaction."""
+        ns = o.meta(entry.obj)["name"]
+        marked = o.terminating(entry.obj)
+        changes = [Change(key_of(NAMESPACES, None, ns), MODIFIED, marked)]
+        services: list[JSON] = []
+        for res in ALL:
+            if not res.namespaced:
+                continue
+            for e in self.store.index.entries(rkey(res), ns):
+                final = o.copy(e.obj)
+                changes.append(Change(key_of(res, ns, o.meta(final)["name"]), DELETED, final))
+                if res is SERVICES:
+                    services.append(final)
+        changes.append(Change(key_of(NAMESPACES, None, ns), DELETED, o.copy(marked)))
+        self._commit(changes)
+        if self.allocator is not None:
+            for svc in services:
+                self.allocator.release(svc)
+        return marked
+
+    # ------------------------------------------------------------------ pods/binding
+
+    def bind(self, namespace: str, name: str, body: Any, *, dry_run: bool = False) -> JSON:
+        if not isinstance(body, dict) or body.get("kind") not in (None, "", "Binding"):
+            raise errors.BadRequest("the body of pods/binding must be a Binding")
+        target = body.get("target") or {}
+        node = target.get("name") if isinstance(target, dict) else None
+        if not node or not isinstance(node, str):
+            raise errors.Invalid.of("Binding", name, [errors.Cause("target.name", "Required value",
+                                                                   "FieldValueRequired")])
+        key = key_of(PODS, namespace, name)
+        entry = self.store.get(key)
+        if entry is None:
+            raise errors.NotFound.of("pods", name)
+        pod = o.copy(entry.obj)
+        spec = pod.setdefault("spec", {})
+        if spec.get("nodeName"):
+            raise errors.Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
+                                  f'already assigned to node "{spec["nodeName"]}"', name=name, kind="pods/binding")
+        if o.meta(pod).get("deletionTimestamp"):
+            raise errors.Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
+                                  "being deleted, cannot be assigned to a host", name=name, kind="pods/binding")
+        spec["nodeName"] = node
+        status = pod.setdefault("status", {})
+        conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                      "lastTransitionTime": o.now()})
+        status["conditions"] = conds
+        if not dry_run:
+            self._commit([Change(key, MODIFIED, pod)])
+        return o.success_status(201)

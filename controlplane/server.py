@@ -1,0 +1,429 @@
+"""The HTTP shell (aiohttp): routes Kubernetes API requests to the registry and the watch hub,
+translates errors into Status responses, streams watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from controlplane import discovery, errors
+from controlplane.registry import APPLY, PATCH_TYPES, Registry, decode_json, decode_yaml, partner, rkey
+from controlplane.resources import PODS, Resource, lookup
+from controlplane.state import Entry, dumps, parse_rv, replay
+from controlplane.watch import Hub
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+
+JSON_TYPE = "application/json"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+MAX_BODY = 3 * 1024 * 1024 + 64 * 1024  # upstream's 3 MiB object limit, plus slack for the envelope
+TRUE = ("true", "1", "yes")
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+
+@dataclass(frozen=True)
+class Target:
+    res: Resource
+    namespace: str | None
+    name: str | None
+    sub: str | None
+    watch_path: bool = False
+
+
+def json_response(body: Any, status: int = 200, content_type: str = JSON_TYPE) -> web.Response:
+    return web.Response(body=dumps(body).encode(), status=status, headers={"Content-Type": content_type})
+
+
+def status_response(err: errors.APIError) -> web.Response:
+    return json_response(err.status(), err.code)
+
+
+def not_found_path() -> errors.NotFound:
+    return errors.NotFound("the server could not find the requested resource")
+
+
+def parse_target(group: str, version: str, rest: str) -> Target:
+    parts = [p for p in rest.split("/") if p]
+    watch_path = False
+    if parts and parts[0] == "watch":
+        watch_path = True
+        parts = parts[1:]
+    namespace: str | None = None
+    if len(parts) >= 3 and parts[0] == "namespaces" and parts[2] not in ("status", "finalize"):
+        namespace = parts[1]
+        parts = parts[2:]
+    if not parts or len(parts) > 3:
+        raise not_found_path()
+    res = lookup(group, parts[0])
+    if res is None or res.version != version:
+        raise not_found_path()
+    if namespace is not None and not res.namespaced:
+        raise not_found_path()
+    name = parts[1] if len(parts) > 1 else None
+    sub = parts[2] if len(parts) > 2 else None
+    if sub is not None and sub not in res.subresources:
+        raise not_found_path()
+    return Target(res, namespace, name, sub, watch_path)
+
+
+def query_bool(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() in TRUE
+
+
+def dry_run(request: web.Request) -> bool:
+    values = request.query.getall("dryRun", [])
+    for v in values:
+        if v != "All":
+            raise errors.BadRequest(f'Invalid value: "{v}": supported values: "All"')
+    return bool(values)
+
+
+async def read_body(request: web.Request, allow_yaml: bool = True) -> Any:
+    ctype = request.content_type if request.headers.get("Content-Type") else JSON_TYPE
+    raw = await request.read()
+    if ctype.startswith(PROTOBUF):
+        raise errors.UnsupportedMediaType(
+            f"the body of the request was in an unknown format - accepted media types include: application/json, "
+            f"application/yaml (podnet speaks JSON only; {PROTOBUF} is not supported: send JSON, e.g. "
+            "`kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`)")
+    if ctype in (JSON_TYPE, "application/octet-stream", "text/plain") or ctype.endswith("+json"):
+        return decode_json(raw)
+    if allow_yaml and ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
+        return decode_yaml(raw)
+    raise errors.UnsupportedMediaType(f"the body of the request was in an unknown format - accepted media types "
+                                      f"include: application/json, application/yaml (got {ctype})")
+
+
+def wants_table(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    for part in accept.split(","):
+        p = part.replace(" ", "")
+        if "as=Table" in p and "g=meta.k8s.io" in p:
+            return partner("table") is not None
+        if p.startswith(JSON_TYPE) and "as=" not in p:
+            return False
+    return False
+
+
+class APIServer:
+    def __init__(self, registry: Registry, hub: Hub, bookmark_interval: float = 10.0) -> None:
+        self.registry = registry
+        self.hub = hub
+        self.bookmark_interval = bookmark_interval
+        self.stopping = asyncio.Event()
+
+    # ------------------------------------------------------------------ app
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.errors_middleware])
+        r = app.router
+        r.add_get("/version", lambda req: self._json(discovery.version_info()))
+        for path in ("/healthz", "/livez", "/readyz"):
+            r.add_get(path, self.health)
+            r.add_get(path + "/{check:.*}", self.health)
+        r.add_get("/api", self.api)
+        r.add_get("/apis", self.apis)
+        r.add_get("/api/{version}", self.api_version)
+        r.add_get("/apis/{group}", self.api_group)
+        r.add_get("/apis/{group}/{version}", self.api_version)
+        r.add_get("/openapi/v3", lambda req: self._json(discovery.openapi_v3_root()))
+        r.add_get("/openapi/v3/{gv:.*}", self.openapi_v3)
+        r.add_route("*", "/api/{version}/{rest:.+}", self.resource)
+        r.add_route("*", "/apis/{group}/{version}/{rest:.+}", self.resource)
+        r.add_route("*", "/{tail:.*}", self.not_found)
+        return app
+
+    @web.middleware
+    async def errors_middleware(self, request: web.Request,
+                                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except errors.APIError as err:
+            return status_response(err)
+        except web.HTTPRequestEntityTooLarge:
+            body = dict(errors.BadRequest("the request body is too large (limit 3 MiB)").status(),
+                        code=413, reason="RequestEntityTooLarge")
+            return json_response(body, 413)
+        except web.HTTPException:
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("internal error serving %s %s", request.method, request.path_qs)
+            return status_response(errors.APIError("an internal error occurred while serving the request"))
+
+    @staticmethod
+    async def _json(body: JSON, content_type: str = JSON_TYPE) -> web.Response:
+        return json_response(body, 200, content_type)
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        raise not_found_path()
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    # ------------------------------------------------------------------ discovery
+
+    async def api(self, request: web.Request) -> web.Response:
+        agg = discovery.aggregated_type(request.headers.get("Accept", ""))
+        if agg:
+            return json_response(discovery.aggregated(True, agg), 200, agg)
+        return json_response(discovery.api_versions(request.host))
+
+    async def apis(self, request: web.Request) -> web.Response:
+        agg = discovery.aggregated_type(request.headers.get("Accept", ""))
+        if agg:
+            return json_response(discovery.aggregated(False, agg), 200, agg)
+        return json_response(discovery.api_group_list())
+
+    async def api_group(self, request: web.Request) -> web.Response:
+        body = discovery.api_group(request.match_info["group"])
+        if body is None:
+            raise not_found_path()
+        return json_response(body)
+
+    async def api_version(self, request: web.Request) -> web.Response:
+        group = request.match_info.get("group", "")
+        version = request.match_info["version"]
+        body = discovery.api_resource_list(group, version)
+        if not body["resources"]:
+            raise not_found_path()
+        return json_response(body)
+
+    async def openapi_v3(self, request: web.Request) -> web.Response:
+        gv = request.match_info["gv"].strip("/").split("/")
+        if len(gv) == 2 and gv[0] == "api":
+            doc = discovery.openapi_v3_document("", gv[1])
+        elif len(gv) == 3 and gv[0] == "apis":
+            doc = discovery.openapi_v3_document(gv[1], gv[2])
+        else:
+            doc = None
+        if doc is None:
+            raise not_found_path()
+        return json_response(doc)
+
+    # ------------------------------------------------------------------ resources
+
+    async def resource(self, request: web.Request) -> web.StreamResponse:
+        t = parse_target(request.match_info.get("group", ""), request.match_info["version"],
+                         request.match_info["rest"])
+        method = request.method
+        if t.name is None:
+            if method == "GET":
+                if t.watch_path or query_bool(request, "watch"):
+                    return await self.watch(request, t)
+                return self.list(request, t)
+            if method == "POST":
+                return await self.create(request, t)
+            if method == "DELETE":
+                return await self.delete_collection(request, t)
+        elif t.watch_path and method == "GET":
+            return await self.watch(request, t)
+        elif method == "GET":
+            return self.get(request, t)
+        elif method == "PUT":
+            return await self.update(request, t)
+        elif method == "PATCH":
+            return await self.patch(request, t)
+        elif method == "DELETE" and t.sub is None:
+            return await self.delete(request, t)
+        elif method == "POST" and t.sub == "binding":
+            body = await read_body(request)
+            return json_response(self.registry.bind(t.namespace or "", t.name, body, dry_run=dry_run(request)),
+                                 201)
+        raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource "
+                                      f"({method} {request.path})")
+
+    def _object_response(self, request: web.Request, t: Target, obj: JSON, status: int = 200) -> web.Response:
+        if wants_table(request) and status == 200:
+            table = partner("table")
+            assert table is not None
+            return json_response(table.render_table(t.res, [obj], str(self.registry.store.rv)))
+        return json_response(obj, status)
+
+    def get(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None
+        entry = self.registry.get(t.res, t.namespace, t.name)
+        if wants_table(request):
+            return self._object_response(request, t, entry.obj)
+        return web.Response(body=entry.raw.encode(), content_type=JSON_TYPE)
+
+    def list(self, request: web.Request, t: Target) -> web.Response:
+        entries, rv = self.registry.list_objects(t.res, t.namespace, request.query.get("labelSelector", ""),
+                                         request.query.get("fieldSelector", ""))
+        if wants_table(request):
+            table = partner("table")
+            assert table is not None
+            return json_response(table.render_table(t.res, [e.obj for e in entries], str(rv)))
+        head = (f'{{"kind":"{t.res.list_kind}","apiVersion":"{t.res.api_version}",'
+                f'"metadata":{{"resourceVersion":"{rv}"}},"items":[')
+        body = head + ",".join(e.raw for e in entries) + "]}"
+        return web.Response(body=body.encode(), content_type=JSON_TYPE)
+
+    async def create(self, request: web.Request, t: Target) -> web.Response:
+        body = await read_body(request)
+        if t.res.namespaced and t.namespace is None:
+            raise errors.MethodNotAllowed(f"create {t.res.plural} needs a namespace in the path "
+                                          f"(POST {t.res.path('<namespace>')})")
+        obj = self.registry.create(t.res, t.namespace, body, dry_run=dry_run(request))
+        return json_response(obj, 201)
+
+    async def update(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None
+        if t.sub not in (None, "status"):
+            raise errors.MethodNotAllowed(f"PUT is not allowed on {t.res.plural}/{t.sub}")
+        body = await read_body(request)
+        obj, created = self.registry.update(t.res, t.namespace, t.name, body, subresource=t.sub,
+                                            dry_run=dry_run(request))
+        return json_response(obj, 201 if created else 200)
+
+    async def patch(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None
+        if t.sub not in (None, "status"):
+            raise errors.MethodNotAllowed(f"PATCH is not allowed on {t.res.plural}/{t.sub}")
+        ctype = request.content_type if request.headers.get("Content-Type") else ""
+        if ctype.startswith(PROTOBUF):
+            await read_body(request)
+        if ctype not in PATCH_TYPES:
+            raise errors.UnsupportedMediaType(
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{', '.join(PATCH_TYPES)}" + (f" (got {ctype})" if ctype else " (no Content-Type)"))
+        raw = await request.read()
+        force = query_bool(request, "force")
+        if force and ctype != APPLY:
+            raise errors.BadRequest("force=true is only allowed for apply patches")
+        obj, created = self.registry.patch(
+            t.res, t.namespace, t.name, ctype, raw, subresource=t.sub, dry_run=dry_run(request),
+            field_manager=request.query.get("fieldManager", ""), force=force)
+        return json_response(obj, 201 if created else 200)
+
+    async def _delete_options(self, request: web.Request) -> JSON:
+        raw = await request.read()
+        if not raw.strip():
+            opts: Any = {}
+        else:
+            if request.content_type.startswith(PROTOBUF):
+                await read_body(request)
+            opts = decode_json(raw, "DeleteOptions body")
+            if not isinstance(opts, dict):
+                raise errors.BadRequest("the DeleteOptions body must be a JSON object")
+        if "dryRun" in opts and opts["dryRun"] not in ([], ["All"], None):
+            raise errors.BadRequest(f'Invalid value: {opts["dryRun"]!r}: supported values: "All"')
+        return dict(opts)
+
+    async def delete(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None
+        opts = await self._delete_options(request)
+        dry = dry_run(request) or opts.get("dryRun") == ["All"]
+        return json_response(self.registry.delete(t.res, t.namespace, t.name, opts, dry_run=dry))
+
+    async def delete_collection(self, request: web.Request, t: Target) -> web.Response:
+        opts = await self._delete_options(request)
+        dry = dry_run(request) or opts.get("dryRun") == ["All"]
+        entries, rv = self.registry.list_objects(t.res, t.namespace, request.query.get("labelSelector", ""),
+                                         request.query.get("fieldSelector", ""))
+        deleted: list[JSON] = []
+        for e in entries:
+            m = e.obj.get("metadata") or {}
+            try:
+                deleted.append(self.registry.delete(t.res, m.get("namespace"), m["name"], {}, dry_run=dry))
+            except errors.NotFound:
+                continue
+        return json_response({"kind": t.res.list_kind, "apiVersion": t.res.api_version,
+                              "metadata": {"resourceVersion": str(self.registry.store.rv)}, "items": deleted})
+
+    # ------------------------------------------------------------------ watch
+
+    async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        q = request.query
+        filt = self.registry.watch_filter(t.res, t.namespace, q.get("labelSelector", ""), q.get("fieldSelector", ""))
+        if t.name is not None:  # /watch/.../name: the old per-object watch path
+            filt = self.registry.watch_filter(t.res, t.namespace, q.get("labelSelector", ""),
+                                              ",".join(x for x in (q.get("fieldSelector", ""),
+                                                                   f"metadata.name={t.name}") if x))
+        rv = parse_rv(q.get("resourceVersion"))
+        try:
+            timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else 1800.0 * (1 + random.random())
+        except ValueError:
+            raise errors.BadRequest(f"invalid timeoutSeconds: {q.get('timeoutSeconds')!r}") from None
+        bookmarks = query_bool(request, "allowWatchBookmarks")
+        send_initial = query_bool(request, "sendInitialEvents")
+        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON_TYPE, "Cache-Control": "no-cache"})
+        resp.enable_chunked_encoding()
+        # snapshot + subscribe happen with no await in between: no event is lost or doubled
+        initial: list[Entry] = []
+        try:
+            if send_initial or not rv:
+                initial = list(replay(self.registry.store.index, filt))
+                watcher = self.hub.subscribe(filt, None)
+            else:
+                watcher = self.hub.subscribe(filt, rv)
+        except errors.Gone as err:
+            await resp.prepare(request)
+            await resp.write(dumps({"type": "ERROR", "object": err.status()}).encode() + b"\n")
+            await resp.write_eof()
+            return resp
+        start_rv = self.registry.store.rv
+        try:
+            await resp.prepare(request)
+            chunk: list[bytes] = []
+            for entry in initial:
+                chunk.append(f'{{"type":"ADDED","object":{entry.raw}}}\n'.encode())
+                if len(chunk) >= 200:
+                    await resp.write(b"".join(chunk))
+                    chunk = []
+            if chunk:
+                await resp.write(b"".join(chunk))
+            if send_initial and bookmarks:
+                await resp.write(self._bookmark(t.res, start_rv, initial_end=True))
+            await self._stream(resp, watcher, t.res, timeout, bookmarks)
+        except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.hub.unsubscribe(watcher)
+        try:
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError, RuntimeError):
+            pass
+        return resp
+
+    async def _stream(self, resp: web.StreamResponse, watcher: Any, res: Resource, timeout: float,
+                      bookmarks: bool) -> None:
+        deadline = time.monotonic() + timeout
+        next_bookmark = time.monotonic() + self.bookmark_interval
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                if bookmarks:
+                    await resp.write(self._bookmark(res, self.registry.store.rv))
+                return
+            wait = deadline - now
+            if bookmarks:
+                wait = min(wait, max(0.0, next_bookmark - now))
+            batch = await watcher.next_batch(min(wait, 1.0))
+            if batch is None:
+                return
+            if batch:
+                await resp.write(b"".join(ev.line(typ) for ev, typ in batch))
+            elif bookmarks and time.monotonic() >= next_bookmark:
+                await resp.write(self._bookmark(res, self.registry.store.rv))
+                next_bookmark = time.monotonic() + self.bookmark_interval
+
+    @staticmethod
+    def _bookmark(res: Resource, rv: int, initial_end: bool = False) -> bytes:
+        meta: JSON = {"resourceVersion": str(rv)}
+        if initial_end:
+            meta["annotations"] = {INITIAL_EVENTS_END: "true"}
+        return dumps({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version,
+                                                     "metadata": meta}}).encode() + b"\n"
+
+
+__all__ = ["APIServer", "parse_target", "rkey", "PODS"]

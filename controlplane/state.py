@@ -1,0 +1,232 @@
+"""The pure core of storage and watch: plain data, no I/O.
+
+- `ObjectIndex`: the current objects per resource, namespace and name (what lists and gets read).
+- `Event`: one committed change (ADDED / MODIFIED / DELETED) with the object before and after.
+- `History`: the kept events, newest last, for resuming watches from a resourceVersion;
+  asking for an RV older than the kept window raises `errors.Gone` (410 Expired).
+- `WatchFilter`: which events a watcher sees and how (an object that stops matching a
+  selector is sent as DELETED, one that starts matching as ADDED, as upstream does).
+
+The SQLite shell (`storage.py`) and the fan-out shell (`watch.py`) move these values around.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Protocol
+
+from controlplane import errors
+
+JSON = dict[str, Any]
+
+ADDED = "ADDED"
+MODIFIED = "MODIFIED"
+DELETED = "DELETED"
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Key:
+    resource: str  # "group/plural", e.g. "/pods" or "discovery.k8s.io/endpointslices"
+    namespace: str  # "" for cluster-scoped
+    name: str
+
+
+class FieldMatcher(Protocol):
+    def matches(self, obj: JSON) -> bool: ...
+
+
+class LabelMatcher(Protocol):
+    def matches(self, labels: Mapping[str, str]) -> bool: ...
+
+
+def labels_of(obj: JSON) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+@dataclass
+class Entry:
+    """One stored object with its serialized form (lists join these without re-encoding)."""
+
+    obj: JSON
+    raw: str
+    rv: int
+
+
+@dataclass(frozen=True)
+class Event:
+    rv: int
+    key: Key
+    type: str  # ADDED | MODIFIED | DELETED
+    obj: JSON  # the object after the change (DELETED: the final object carrying the new rv)
+    prev: JSON | None  # the object before the change (None for ADDED)
+    raw: str = ""  # dumps(obj), filled by the store
+    _lines: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+    def line(self, type_: str | None = None) -> bytes:
+        """The watch stream line for this event, encoded once and shared by all watchers."""
+        t = type_ or self.type
+        cached = self._lines.get(t)
+        if cached is None:
+            body = self.raw or dumps(self.obj)
+            cached = f'{{"type":"{t}","object":{body}}}\n'.encode()
+            self._lines[t] = cached
+        return cached
+
+
+class ObjectIndex:
+    """resource -> namespace -> name -> Entry."""
+
+    def __init__(self) -> None:
+        self._by_resource: dict[str, dict[str, dict[str, Entry]]] = {}
+
+    def get(self, key: Key) -> Entry | None:
+        return self._by_resource.get(key.resource, {}).get(key.namespace, {}).get(key.name)
+
+    def put(self, key: Key, entry: Entry) -> None:
+        self._by_resource.setdefault(key.resource, {}).setdefault(key.namespace, {})[key.name] = entry
+
+    def remove(self, key: Key) -> None:
+        spaces = self._by_resource.get(key.resource, {})
+        names = spaces.get(key.namespace)
+        if names is not None:
+            names.pop(key.name, None)
+            if not names:
+                del spaces[key.namespace]
+
+    def entries(self, resource: str, namespace: str | None = None) -> list[Entry]:
+        """Entries sorted by (namespace, name), like etcd's key order."""
+        spaces = self._by_resource.get(resource, {})
+        if namespace is not None:
+            names = spaces.get(namespace, {})
+            return [names[n] for n in sorted(names)]
+        return [names[n] for ns in sorted(spaces) for names in (spaces[ns],) for n in sorted(names)]
+
+    def count(self, resource: str, namespace: str | None = None) -> int:
+        spaces = self._by_resource.get(resource, {})
+        if namespace is not None:
+            return len(spaces.get(namespace, {}))
+        return sum(len(v) for v in spaces.values())
+
+    def namespaces_with(self, resource: str) -> list[str]:
+        return sorted(self._by_resource.get(resource, {}))
+
+
+class History:
+    """The kept events, ordered by rv. `compacted` is the newest rv no longer covered:
+    a watch may resume from any rv >= compacted."""
+
+    def __init__(self, capacity: int = 100_000, compacted: int = 0) -> None:
+        self.capacity = capacity
+        self.compacted = compacted
+        self._rvs: list[int] = []
+        self._events: list[Event] = []
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    @property
+    def oldest_rv(self) -> int:
+        return self._rvs[0] if self._rvs else self.compacted + 1
+
+    def append(self, event: Event) -> None:
+        if self._rvs and event.rv <= self._rvs[-1]:
+            raise ValueError(f"event rv {event.rv} not after {self._rvs[-1]}")
+        self._rvs.append(event.rv)
+        self._events.append(event)
+        if len(self._events) > self.capacity + self.capacity // 10:
+            self.trim(len(self._events) - self.capacity)
+
+    def trim(self, count: int) -> int:
+        """Drop the `count` oldest events; returns the new compacted rv."""
+        if count > 0:
+            self.compacted = max(self.compacted, self._rvs[count - 1])
+            del self._rvs[:count]
+            del self._events[:count]
+        return self.compacted
+
+    def since(self, rv: int, current: int) -> list[Event]:
+        """Events with rv > `rv`; raises Gone when the window no longer covers them."""
+        if rv < self.compacted:
+            raise errors.Gone(f"too old resource version: {rv} ({current})")
+        i = bisect.bisect_right(self._rvs, rv)
+        return self._events[i:]
+
+
+def parse_rv(text: str | None) -> int | None:
+    """A resourceVersion parameter: None/"" -> None; else an int (BadRequest otherwise)."""
+    if text is None or text == "":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise errors.BadRequest(f"invalid resource version: {text!r}") from None
+    if value < 0:
+        raise errors.BadRequest(f"invalid resource version: {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class WatchFilter:
+    resource: str
+    namespace: str | None = None
+    label: LabelMatcher | None = None
+    field: FieldMatcher | None = None
+
+    def matches(self, key: Key, obj: JSON | None) -> bool:
+        if obj is None or key.resource != self.resource:
+            return False
+        if self.namespace is not None and key.namespace != self.namespace:
+            return False
+        return self.selects(obj)
+
+    def selects(self, obj: JSON) -> bool:
+        if self.label is not None and not self.label.matches(labels_of(obj)):
+            return False
+        return self.field is None or self.field.matches(obj)
+
+    @property
+    def selective(self) -> bool:
+        return self.label is not None or self.field is not None
+
+    def translate(self, event: Event) -> str | None:
+        """The event type this watcher sees, or None when it sees nothing."""
+        if event.key.resource != self.resource:
+            return None
+        if self.namespace is not None and event.key.namespace != self.namespace:
+            return None
+        if not self.selective:
+            return event.type
+        now = self.matches(event.key, event.obj)
+        before = self.matches(event.key, event.prev)
+        if event.type == DELETED:
+            return DELETED if now or before else None
+        if now and before:
+            return MODIFIED
+        if now:
+            return ADDED
+        if before:
+            return DELETED
+        return None
+
+
+def replay(index: ObjectIndex, filt: WatchFilter) -> Iterator[Entry]:
+    """The synthetic ADDED set for a watch from RV unset/0: the current matching objects."""
+    for entry in index.entries(filt.resource, filt.namespace):
+        if filt.selects(entry.obj):
+            yield entry
+
+
+def catch_up(history: History, filt: WatchFilter, rv: int, current: int) -> Iterable[tuple[Event, str]]:
+    """Kept events after `rv` that this watcher sees, with the type it sees them as."""
+    out: list[tuple[Event, str]] = []
+    for ev in history.since(rv, current):
+        t = filt.translate(ev)
+        if t is not None:
+            out.append((ev, t))
+    return out
