@@ -1,0 +1,256 @@
+"""The iptables-mode proxier: change trackers -> render -> one `iptables-restore --noflush`.
+
+Shell around the pure core (proxy/changes.py, proxy/iptables/render.py, proxy/conntrack.py).
+Event handlers may be called from the event loop while a sync runs in a worker thread; one lock
+guards the trackers and maps (upstream proxier.mu).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from controlplane.model import parse_endpoint_slice, parse_node, parse_service
+from proxy.changes import EndpointsChangeTracker, EndpointsMap, ServiceChangeTracker, ServicePortMap
+from proxy.conntrack import stale_entries
+from proxy.errors import ProxyError, RestoreError
+from proxy.health import ProxierHealth
+from proxy.iptables import backend
+from proxy.iptables.names import is_service_chain
+from proxy.iptables.render import ProxyState, Rendered, RenderOptions, render
+from proxy.metrics import ProxyMetrics
+
+log = logging.getLogger("podnet.proxy")
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    ok: bool
+    full: bool
+    seconds: float
+    rendered: Rendered | None = None
+    error: str = ""
+    conntrack_deleted: tuple[tuple[str, ...], ...] = ()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Proxier:
+    def __init__(self, hostname: str, ipt: backend.Iptables, options: RenderOptions, *,
+                 metrics: ProxyMetrics | None = None, health: ProxierHealth | None = None,
+                 conntrack_cleanup: bool = True) -> None:
+        self.hostname = hostname
+        self.ipt = ipt
+        self.options = options
+        self.metrics = metrics or ProxyMetrics()
+        self.health = health or ProxierHealth(timeout=60.0)
+        self.conntrack_cleanup = conntrack_cleanup and shutil.which("conntrack") is not None
+        self.lock = threading.RLock()
+        self.service_changes = ServiceChangeTracker()
+        self.endpoint_changes = EndpointsChangeTracker(hostname)
+        self.svc_map = ServicePortMap()
+        self.endpoints_map = EndpointsMap()
+        self.node_labels: dict[str, str] | None = None
+        self.need_full_sync = True
+        self.services_synced = False
+        self.slices_synced = False
+        self.known_nat_chains: frozenset[str] = frozenset()
+        self.last_full_sync = 0.0
+        self.last_result: SyncResult | None = None
+        self.syncs = 0
+        self.on_change: Any = None  # callable() the runner sets to get woken up
+
+    # ------------------------------------------------------------ handlers (JSON dicts)
+
+    @property
+    def initialized(self) -> bool:
+        return self.services_synced and self.slices_synced
+
+    def _queued(self) -> None:
+        now = _now()
+        self.health.queued_update(now)
+        self.metrics.last_queued_timestamp.set(now.timestamp())
+        if self.on_change is not None and self.initialized:
+            self.on_change()
+
+    def on_service_update(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> None:
+        with self.lock:
+            pending = self.service_changes.update(parse_service(old) if old else None,
+                                                  parse_service(new) if new else None)
+            self.metrics.service_changes_total.inc()
+            self.metrics.service_changes_pending.set(self.service_changes.pending())
+        if pending:
+            self._queued()
+
+    def on_service_add(self, obj: Mapping[str, Any]) -> None:
+        self.on_service_update(None, obj)
+
+    def on_service_delete(self, obj: Mapping[str, Any]) -> None:
+        self.on_service_update(obj, None)
+
+    def on_slice_update(self, obj: Mapping[str, Any], removed: bool = False) -> None:
+        sl = parse_endpoint_slice(obj)
+        if not sl.service_name:
+            return
+        with self.lock:
+            pending = self.endpoint_changes.endpoint_slice_update(sl, removed)
+            self.metrics.endpoint_changes_total.inc()
+            self.metrics.endpoint_changes_pending.set(self.endpoint_changes.pending())
+        if pending:
+            self._queued()
+
+    def on_slice_add(self, obj: Mapping[str, Any]) -> None:
+        self.on_slice_update(obj)
+
+    def on_slice_modify(self, _old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        self.on_slice_update(new)
+
+    def on_slice_delete(self, obj: Mapping[str, Any]) -> None:
+        self.on_slice_update(obj, removed=True)
+
+    def on_node(self, obj: Mapping[str, Any] | None) -> None:
+        """Node add/update/delete: new labels force a full sync (upstream OnNodeAdd/Update/Delete)."""
+        labels = dict(parse_node(obj).labels) if obj else None
+        if obj is not None and parse_node(obj).name != self.hostname:
+            return
+        with self.lock:
+            if labels == self.node_labels:
+                return
+            self.node_labels = labels
+            self.need_full_sync = True
+            if obj is not None and self.options.node_ip is None:
+                ips = [ip for ip in parse_node(obj).internal_ips if ip.version == 4]
+                if ips:
+                    self.options = replace(self.options, node_ip=ips[0])
+        self._queued()
+
+    def set_synced(self, services: bool | None = None, slices: bool | None = None) -> None:
+        with self.lock:
+            if services is not None:
+                self.services_synced = services
+            if slices is not None:
+                self.slices_synced = slices
+
+    def force_full_sync(self) -> None:
+        with self.lock:
+            self.need_full_sync = True
+
+    # ------------------------------------------------------------ the sync
+
+    def sync_proxy_rules(self) -> SyncResult | None:
+        """One sync (blocking: call it from a worker thread). None until informers synced."""
+        with self.lock:
+            if not self.initialized:
+                return None
+            return self._sync_locked()
+
+    def _sync_locked(self) -> SyncResult:
+        start = time.monotonic()
+        full = self.need_full_sync
+        svc_result = self.svc_map.update_from(self.service_changes)
+        ep_result = self.endpoints_map.update_from(self.endpoint_changes)
+        self.metrics.service_changes_pending.set(0)
+        self.metrics.endpoint_changes_pending.set(0)
+        try:
+            if full:
+                backend.ensure_jumps(self.ipt)
+                backend.ensure_canaries(self.ipt)
+                existing = self._existing_nat_chains()
+            else:
+                existing = self.known_nat_chains
+            changed = None if full else frozenset(svc_result.updated_services | ep_result.updated_services)
+            rendered = render(ProxyState(self.svc_map, self.endpoints_map, self.options, changed, existing))
+            self.ipt.restore(rendered.text)
+        except (ProxyError, OSError, subprocess.SubprocessError) as exc:
+            self.metrics.restore_failures.inc()
+            if not full:
+                self.metrics.partial_restore_failures.inc()
+            self.need_full_sync = True  # the changes were consumed: only a full sync is correct now
+            log.error("sync failed (%s sync): %s", "full" if full else "partial", exc)
+            result = SyncResult(False, full, time.monotonic() - start, error=str(exc))
+            self._observe(result)
+            return result
+        self.need_full_sync = False
+        self.known_nat_chains = rendered.active_nat_chains
+        if full:
+            self.last_full_sync = time.monotonic()
+        now = _now()
+        for times in ep_result.last_change_trigger_times.values():
+            for t in times:
+                self.metrics.network_programming.observe(max(0.0, (now - t).total_seconds()))
+        deleted: tuple[tuple[str, ...], ...] = ()
+        if self.conntrack_cleanup:
+            deleted = tuple(self._clear_conntrack(stale_entries(self.svc_map, svc_result, ep_result)))
+        result = SyncResult(True, full, time.monotonic() - start, rendered, conntrack_deleted=deleted)
+        self._observe(result)
+        self.health.updated(now)
+        self.metrics.last_timestamp.set(now.timestamp())
+        self.metrics.iptables_total.set(rendered.filter_rules, table="filter")
+        self.metrics.iptables_total.set(rendered.nat_rules - len(rendered.deleted_nat_chains), table="nat")
+        self.metrics.iptables_last.set(rendered.filter_rules, table="filter")
+        self.metrics.iptables_last.set(rendered.nat_rules_written - len(rendered.deleted_nat_chains), table="nat")
+        self.metrics.no_local_endpoints.set(rendered.no_local_endpoints_internal, traffic_policy="internal")
+        self.metrics.no_local_endpoints.set(rendered.no_local_endpoints_external, traffic_policy="external")
+        return result
+
+    def _observe(self, result: SyncResult) -> None:
+        self.syncs += 1
+        self.last_result = result
+        with self.metrics.lock:
+            self.metrics.sync_duration.observe(result.seconds)
+            (self.metrics.sync_full_duration if result.full else self.metrics.sync_partial_duration).observe(
+                result.seconds)
+
+    def _existing_nat_chains(self) -> frozenset[str]:
+        """Service chains now in the nat table (to delete stale ones and take over old rules)."""
+        if self.ipt.mode == "nft" and shutil.which("nft"):
+            proc = subprocess.run([*backend._prefix(self.ipt.netns), "nft", "list", "chains", "ip"],
+                                  capture_output=True, text=True)
+            if proc.returncode == 0:
+                return frozenset(_nft_chains_of_table(proc.stdout, "nat"))
+        return frozenset(c for c in self.ipt.chains("nat") if is_service_chain(c))
+
+    def _clear_conntrack(self, filters: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+        done = []
+        for f in filters:
+            proc = subprocess.run([*backend._prefix(self.ipt.netns), "conntrack", "-D", *f],
+                                  capture_output=True, text=True)
+            # exit 1 with "0 flow entries have been deleted" just means nothing matched
+            if proc.returncode == 0:
+                done.append(f)
+            elif "0 flow entries" not in proc.stderr:
+                log.warning("conntrack -D %s: %s", " ".join(f), proc.stderr.strip())
+        return done
+
+    def check_canary(self) -> bool:
+        """False (and a full sync is scheduled) when something flushed our tables."""
+        try:
+            ok = backend.canaries_present(self.ipt)
+        except (ProxyError, OSError, subprocess.SubprocessError):
+            ok = False
+        if not ok:
+            log.warning("KUBE-PROXY-CANARY missing: iptables were flushed; forcing a full resync")
+            self.force_full_sync()
+        return ok
+
+
+def _nft_chains_of_table(text: str, table: str) -> list[str]:
+    out: list[str] = []
+    current = ""
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith("table "):
+            current = s.split()[2] if len(s.split()) > 2 else ""
+        elif s.startswith("chain ") and current == table:
+            name = s.split()[1]
+            if is_service_chain(name):
+                out.append(name)
+    return out
