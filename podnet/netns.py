@@ -10,13 +10,17 @@ straight into them.
 from __future__ import annotations
 
 import os
+import socket
 import secrets
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+if TYPE_CHECKING:
+    import asyncio
 
 NETNS_DIR = Path("/run/netns")
 
@@ -174,3 +178,89 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool: 
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------- network-only entry (lab, agent)
+
+def popen_net(name: str, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+    """Start a command in the namespace's network only (`nsenter --net`), keeping the root mount
+    namespace, so what it does with `ip netns add` (e.g. a node agent creating pod namespaces) is
+    visible to everyone. The caller must stop it (see `stop`)."""
+    return subprocess.Popen(["nsenter", f"--net={path_of(name)}", *argv], start_new_session=True,  # type: ignore[call-overload]
+                            **kwargs)
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NetnsError(f"setns: {os.strerror(err)}")
+
+
+def socket_in(name: str, family: int = 2, type: int = 1) -> socket.socket:
+    """A socket created inside namespace NAME (the calling thread returns to its own namespace).
+
+    Sockets keep the namespace they were created in, so the caller can connect/bind it from the
+    root namespace: a loopback relay uses this to reach addresses that only exist in a lab."""
+    import socket as _socket
+
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(path_of(name), os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            return _socket.socket(family, type)
+        finally:
+            _setns(own)
+    finally:
+        os.close(target)
+        os.close(own)
+
+
+async def relay(listen_host: str, listen_port: int, ns: str, upstream_host: str, upstream_port: int,
+                stop: asyncio.Event | None = None) -> None:
+    """A TCP relay: accept on listen_host:listen_port (this namespace, e.g. 127.0.0.1 in the root
+    one) and connect each client to upstream_host:upstream_port from inside namespace `ns`."""
+    import asyncio
+    import socket as _socket
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            try:
+                if writer.can_write_eof():
+                    writer.write_eof()
+            except (OSError, RuntimeError):
+                pass
+
+    async def handle(creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+        family = _socket.AF_INET6 if ":" in upstream_host else _socket.AF_INET
+        sock = socket_in(ns, family, _socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (upstream_host, upstream_port))
+            ureader, uwriter = await asyncio.open_connection(sock=sock)
+        except OSError:
+            sock.close()
+            cwriter.close()
+            return
+        await asyncio.gather(pipe(creader, uwriter), pipe(ureader, cwriter))
+        for w in (uwriter, cwriter):
+            w.close()
+
+    server = await asyncio.start_server(handle, listen_host, listen_port, reuse_address=True)
+    async with server:
+        if stop is None:
+            await server.serve_forever()
+        else:
+            await stop.wait()
