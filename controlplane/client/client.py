@@ -142,21 +142,24 @@ class Client:
     # -- raw requests --------------------------------------------------------------------------
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
                       body: Any = None, content_type: str = "application/json") -> Any:
-        """One request; returns the decoded JSON answer, raises APIError / ClientError."""
-        session = self._get_session()
+        """One request; returns the decoded JSON answer, raises APIError / ClientError.
+
+        A request that fails on a pooled keep-alive connection the server has closed meanwhile
+        (e.g. after a server restart) is sent once more on a fresh connection: any method when the
+        request could not be written, and all but POST when the server hung up before answering."""
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if data is not None else {}
         url = self.server + path
-        try:
-            async with session.request(method, url, params=params or None, data=data, headers=headers,
-                                       timeout=aiohttp.ClientTimeout(total=self.timeout),
-                                       server_hostname=self._server_hostname) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except asyncio.TimeoutError as exc:
-            raise ClientError(f"{method} {url}: no answer within {self.timeout:g}s") from exc
-        except aiohttp.ClientError as exc:
-            raise ClientError(f"{method} {url}: {exc or type(exc).__name__}") from exc
+        for attempt in (1, 2):
+            try:
+                status, raw = await self._send(method, url, params, data, headers)
+                break
+            except asyncio.TimeoutError as exc:
+                raise ClientError(f"{method} {url}: no answer within {self.timeout:g}s") from exc
+            except aiohttp.ClientError as exc:
+                if attempt == 1 and _stale_connection(method, exc):
+                    continue
+                raise ClientError(f"{method} {url}: {exc or type(exc).__name__}") from exc
         try:
             decoded: Any = json.loads(raw) if raw else None
         except ValueError:
@@ -164,6 +167,14 @@ class Client:
         if status >= 400:
             raise status_error(decoded, status)
         return decoded
+
+    async def _send(self, method: str, url: str, params: Mapping[str, str] | None, data: bytes | None,
+                    headers: dict[str, str]) -> tuple[int, bytes]:
+        session = self._get_session()
+        async with session.request(method, url, params=params or None, data=data, headers=headers,
+                                   timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                   server_hostname=self._server_hostname) as resp:
+            return resp.status, await resp.read()
 
     def _ns(self, resource: Resource, namespace: str | None, obj: Mapping[str, Any] | None = None) -> str | None:
         if not resource.namespaced:
@@ -288,6 +299,14 @@ class Client:
             raise ClientError(f"watch {url}: {exc or type(exc).__name__}") from exc
         except StreamError as exc:
             raise ClientError(f"watch {url}: {exc}") from exc
+
+
+def _stale_connection(method: str, exc: aiohttp.ClientError) -> bool:
+    if isinstance(exc, aiohttp.ClientConnectorError):  # nothing listens: retrying now will not help
+        return False
+    if method == "POST":  # not idempotent: only when the request provably did not get out
+        return isinstance(exc, aiohttp.ClientOSError) and "Can not write request" in str(exc)
+    return isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError))
 
 
 def _checked(event: WatchEvent) -> WatchEvent:

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Union
+from typing import Any, Callable
 
 from controlplane import errors
 from controlplane.client.client import Client
@@ -27,9 +27,10 @@ from controlplane.resources import Resource
 
 log = logging.getLogger("podnet.informer")
 
-AddFunc = Callable[[JSON], Union[None, Awaitable[None]]]
-UpdateFunc = Callable[[JSON, JSON], Union[None, Awaitable[None]]]
-DeleteFunc = Callable[[JSON], Union[None, Awaitable[None]]]
+# Handlers may be plain functions or coroutine functions; a returned awaitable is awaited.
+AddFunc = Callable[[JSON], object]
+UpdateFunc = Callable[[JSON, JSON], object]
+DeleteFunc = Callable[[JSON], object]
 
 
 @dataclass(frozen=True)

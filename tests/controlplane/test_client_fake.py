@@ -254,3 +254,43 @@ async def test_watch_abrupt_disconnect_raises_client_error(fake: FakeAPIServer, 
         assert result == ["ADDED"]  # a FIN after the last chunk may look like a clean end
     except ClientError:
         pass
+
+
+async def test_requests_survive_server_restart_on_pooled_connections() -> None:
+    fake = FakeAPIServer()
+    await fake.start()
+    client = Client(fake.url, timeout=5)
+    try:
+        await client.create(PODS, pod("a"))  # leaves a keep-alive connection in the pool
+        await fake.stop()
+        fake2 = FakeAPIServer(port=fake.port)
+        await fake2.start()
+        try:
+            await client.create(PODS, pod("b"))  # the stale pooled connection is not an error
+            await client.get(PODS, "b", namespace="default")
+            await fake2.stop()
+            fake3 = FakeAPIServer(port=fake.port)
+            await fake3.start()
+            try:
+                with pytest.raises(errors.NotFound):
+                    await client.get(PODS, "b", namespace="default")
+            finally:
+                await fake3.stop()
+        finally:
+            await fake2.stop()
+    finally:
+        await client.close()
+
+
+def test_stale_connection_retry_policy() -> None:
+    import aiohttp
+
+    from controlplane.client.client import _stale_connection
+
+    write_failed = aiohttp.ClientOSError(None, "Can not write request body for http://x/")
+    hung_up = aiohttp.ServerDisconnectedError()
+    refused = aiohttp.ClientConnectorError(None, OSError(111, "refused"))  # type: ignore[arg-type]
+    assert _stale_connection("POST", write_failed) and _stale_connection("GET", write_failed)
+    assert _stale_connection("GET", hung_up) and _stale_connection("PUT", hung_up)
+    assert not _stale_connection("POST", hung_up)  # the server may have created it
+    assert not _stale_connection("GET", refused)
