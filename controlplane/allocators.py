@@ -21,12 +21,10 @@ from typing import Any, Iterable, Union
 
 from controlplane import errors
 from controlplane.errors import Cause
-from controlplane.validation import fmt_value
+from controlplane.validation import NEEDS_NODE_PORTS, fmt_value, prepare_service_update
 
 JSON = dict[str, Any]
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-
-NEEDS_NODE_PORTS = ("NodePort", "LoadBalancer")
 
 
 @dataclass(frozen=True)
@@ -173,7 +171,7 @@ class ServiceAllocator:
             return svc, AllocationPlan()
         ospec = (old or {}).get("spec") or {}
         name = str((svc.get("metadata") or {}).get("name") or "")
-        _prepare_update(spec, ospec if isinstance(ospec, dict) else {})
+        prepare_service_update(spec, ospec if isinstance(ospec, dict) else {})
         causes: list[Cause] = []
         alloc_ips, release_ips = self._plan_ips(spec, ospec, causes)
         alloc_ports, release_ports = self._plan_ports(spec, ospec, causes)
@@ -338,40 +336,3 @@ def _held(svc: JSON) -> tuple[list[str], list[int]]:
     if not isinstance(spec, dict):
         return [], []
     return _cluster_ips(spec), _node_ports(spec)
-
-
-def _prepare_update(spec: JSON, ospec: JSON) -> None:
-    """Upstream patchAllocatedValues + dropTypeDependentFields (registry/core/service/strategy.go)."""
-    if not ospec:
-        return
-    new_type = spec.get("type") or "ClusterIP"
-    old_type = ospec.get("type") or "ClusterIP"
-    if new_type != "ExternalName" and old_type != "ExternalName":
-        if not spec.get("clusterIP") and not spec.get("clusterIPs") and ospec.get("clusterIP"):
-            spec["clusterIP"] = ospec.get("clusterIP")
-            spec["clusterIPs"] = copy.deepcopy(ospec.get("clusterIPs") or [ospec.get("clusterIP")])
-    old_by_key = {(p.get("port"), p.get("protocol") or "TCP"): p.get("nodePort")
-                  for p in ospec.get("ports") or [] if isinstance(p, dict)}
-    if new_type in NEEDS_NODE_PORTS and old_type in NEEDS_NODE_PORTS:
-        for p in spec.get("ports") or []:
-            if isinstance(p, dict) and not p.get("nodePort"):
-                np = old_by_key.get((p.get("port"), p.get("protocol") or "TCP"))
-                if np:
-                    p["nodePort"] = np
-        if spec.get("type") == "LoadBalancer" and not spec.get("healthCheckNodePort") \
-                and ospec.get("healthCheckNodePort") and spec.get("externalTrafficPolicy") == "Local":
-            spec["healthCheckNodePort"] = ospec["healthCheckNodePort"]
-    elif new_type not in NEEDS_NODE_PORTS and old_type in NEEDS_NODE_PORTS:
-        old_set = {v for v in old_by_key.values() if v}
-        for p in spec.get("ports") or []:
-            if isinstance(p, dict) and p.get("nodePort") in old_set:
-                p.pop("nodePort", None)
-    if new_type == "ExternalName" and old_type != "ExternalName":
-        if spec.get("clusterIP") == ospec.get("clusterIP"):
-            spec.pop("clusterIP", None)
-            spec.pop("clusterIPs", None)
-    if new_type not in ("NodePort", "LoadBalancer") and spec.get("externalTrafficPolicy") \
-            and old_type in NEEDS_NODE_PORTS:
-        spec.pop("externalTrafficPolicy", None)
-    if new_type != "LoadBalancer" and spec.get("healthCheckNodePort") == ospec.get("healthCheckNodePort"):
-        spec.pop("healthCheckNodePort", None)

@@ -409,6 +409,48 @@ def name_rule(kind: str, obj: Mapping[str, Any]) -> Iterator[Cause]:
 
 # ------------------------------------------------------------------ rules: Service
 
+NEEDS_NODE_PORTS = ("NodePort", "LoadBalancer")
+
+
+def prepare_service_update(spec: JSON, ospec: JSON) -> None:
+    """Upstream patchAllocatedValues + dropTypeDependentFields (registry/core/service/strategy.go), in place:
+    keep the old clusterIP/nodePorts the new spec leaves empty, drop those a type change no longer needs."""
+    if not ospec:
+        return
+    new_type = spec.get("type") or "ClusterIP"
+    old_type = ospec.get("type") or "ClusterIP"
+    if new_type != "ExternalName" and old_type != "ExternalName":
+        if not spec.get("clusterIP") and not spec.get("clusterIPs") and ospec.get("clusterIP"):
+            spec["clusterIP"] = ospec.get("clusterIP")
+            spec["clusterIPs"] = copy.deepcopy(ospec.get("clusterIPs") or [ospec.get("clusterIP")])
+    old_by_key = {(p.get("port"), p.get("protocol") or "TCP"): p.get("nodePort")
+                  for p in ospec.get("ports") or [] if isinstance(p, dict)}
+    if new_type in NEEDS_NODE_PORTS and old_type in NEEDS_NODE_PORTS:
+        for p in spec.get("ports") or []:
+            if isinstance(p, dict) and not p.get("nodePort"):
+                np = old_by_key.get((p.get("port"), p.get("protocol") or "TCP"))
+                if np:
+                    p["nodePort"] = np
+        if spec.get("type") == "LoadBalancer" and not spec.get("healthCheckNodePort") \
+                and ospec.get("healthCheckNodePort") and spec.get("externalTrafficPolicy") == "Local":
+            spec["healthCheckNodePort"] = ospec["healthCheckNodePort"]
+    elif new_type not in NEEDS_NODE_PORTS and old_type in NEEDS_NODE_PORTS:
+        old_set = {v for v in old_by_key.values() if v}
+        for p in spec.get("ports") or []:
+            if isinstance(p, dict) and p.get("nodePort") in old_set:
+                p.pop("nodePort", None)
+    if new_type == "ExternalName" and old_type != "ExternalName":
+        if spec.get("clusterIP") == ospec.get("clusterIP"):
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+    if new_type not in ("NodePort", "LoadBalancer") and spec.get("externalTrafficPolicy") \
+            and old_type in NEEDS_NODE_PORTS:
+        spec.pop("externalTrafficPolicy", None)
+    if new_type != "LoadBalancer" and spec.get("healthCheckNodePort") == ospec.get("healthCheckNodePort"):
+        spec.pop("healthCheckNodePort", None)
+
+
+
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 MAX_CLIENT_IP_TIMEOUT = 86400
@@ -562,6 +604,9 @@ def service_rule(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> Itera
     if not isinstance(spec, dict):
         yield required("spec")
         return
+    if old is not None and isinstance(old.get("spec"), dict):
+        spec = copy.deepcopy(spec)  # validate what will be stored (ServiceAllocator.plan does the same)
+        prepare_service_update(spec, old["spec"])
     yield from _service_policy_causes(spec)
     yield from _service_ip_causes(spec)
     yield from _service_port_causes(spec)
