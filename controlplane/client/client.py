@@ -110,8 +110,10 @@ class Client:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_kubeconfig(cls, path: str | Path, context: str | None = None, *, timeout: float = 30) -> "Client":
-        cfg = kubeconfig.load(path, context)
+    def from_kubeconfig(cls, path: str | Path | None = None, context: str | None = None, *,
+                        timeout: float = 30) -> "Client":
+        """A client for the kubeconfig at `path` (default: $KUBECONFIG's first file, else ~/.kube/config)."""
+        cfg = kubeconfig.load(path if path is not None else kubeconfig.default_path(), context)
         return cls(cfg.server, token=cfg.token, timeout=timeout, ssl_context=cfg.ssl_context(),
                    namespace=cfg.namespace, server_hostname=cfg.tls_server_name)
 
@@ -120,6 +122,9 @@ class Client:
 
     # -- session -------------------------------------------------------------------------------
     def _get_session(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is not None and not session.closed and session._loop is not asyncio.get_running_loop():
+            self._session = None  # made on an event loop that is gone (asyncio.run called again)
         if self._session is None or self._session.closed:
             headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
             if self.token:
@@ -206,7 +211,11 @@ class Client:
                                       params=params)
             if not isinstance(body, dict):
                 raise ClientError(f"list {resource.plural}: the answer is not a list object: {str(body)[:200]}")
-            items.extend(body.get("items") or [])
+            for item in body.get("items") or []:
+                if isinstance(item, dict):  # list items may omit these; watch events carry them
+                    item.setdefault("kind", resource.kind)
+                    item.setdefault("apiVersion", resource.api_version)
+                    items.append(item)
             meta = body.get("metadata") or {}
             token = str(meta.get("continue") or "")
             if not token:

@@ -93,6 +93,12 @@ def _blob(entry: dict[str, Any], key: str, base: Path, path: Path) -> bytes | No
     return None
 
 
+def default_path() -> Path:
+    """kubectl's choice: the first file in $KUBECONFIG, else ~/.kube/config."""
+    env = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    return Path(os.path.expanduser(env[0] if env else "~/.kube/config"))
+
+
 def load(path: str | Path, context: str | None = None) -> KubeConfig:
     path = Path(os.path.expanduser(str(path)))
     try:

@@ -294,3 +294,27 @@ def test_stale_connection_retry_policy() -> None:
     assert _stale_connection("GET", hung_up) and _stale_connection("PUT", hung_up)
     assert not _stale_connection("POST", hung_up)  # the server may have created it
     assert not _stale_connection("GET", refused)
+
+
+def test_client_reused_across_event_loops() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = Client(f"http://127.0.0.1:{port}", timeout=5)
+
+    async def once() -> Any:
+        async with FakeAPIServer(port=port):
+            return await client.request("GET", "/version")
+
+    assert asyncio.run(once())["major"] == "1"
+    assert asyncio.run(once())["major"] == "1"  # a new loop: the old loop's session is not reused
+    asyncio.run(client.close())
+
+
+async def test_list_items_carry_kind(fake: FakeAPIServer, client: Client) -> None:
+    fake.put(PODS, {"metadata": {"name": "a", "namespace": "default"}})
+    fake.objects[("pods", "default", "a")].pop("kind")
+    (item,) = (await client.list(PODS)).items
+    assert item["kind"] == "Pod" and item["apiVersion"] == "v1"

@@ -190,3 +190,18 @@ def test_kubeconfig_ca_data(tmp_path: Path) -> None:
     path.write_text(KUBECONFIG.replace("insecure-skip-tls-verify: true", f"certificate-authority-data: {ca}"))
     cfg = load(path, "other")
     assert cfg.ca_data and cfg.ca_data.startswith(b"-----BEGIN") and not cfg.insecure_skip_tls_verify
+
+
+def test_kubeconfig_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from controlplane.client import Client
+    from controlplane.client.kubeconfig import default_path
+
+    path = tmp_path / "kc"
+    path.write_text(KUBECONFIG)
+    monkeypatch.setenv("KUBECONFIG", f"{path}:/nonexistent")
+    assert default_path() == path
+    client = Client.from_kubeconfig()
+    assert client.server == "http://127.0.0.1:6443" and client.token == "sekret" and client.namespace == "kube-system"
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_path() == tmp_path / ".kube" / "config"
