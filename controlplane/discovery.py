@@ -20,6 +20,11 @@ AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGro
 SUB_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"]}
 
 
+def verbs(r: Resource) -> list[str]:
+    """Namespaces have no deletecollection upstream."""
+    return [v for v in VERBS if not (r.plural == "namespaces" and v == "deletecollection")]
+
+
 def version_info() -> JSON:
     return {"major": "1", "minor": "32", "gitVersion": "v1.32.0-podnet", "gitCommit": "podnet",
             "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "python" +
@@ -53,7 +58,7 @@ def api_resource_list(group: str, version: str) -> JSON:
     items: list[JSON] = []
     for r in _resources_of(group, version):
         item: JSON = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
-                      "verbs": list(VERBS),
+                      "verbs": verbs(r),
                       "storageVersionHash": hashlib.sha256(f"{gv}/{r.kind}".encode()).hexdigest()[:12]}
         if r.short_names:
             item["shortNames"] = list(r.short_names)
@@ -95,7 +100,7 @@ def api_group(name: str) -> JSON | None:
 def _discovery_resource(r: Resource) -> JSON:
     out: JSON = {"resource": r.plural, "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
                  "scope": "Namespaced" if r.namespaced else "Cluster", "singularResource": r.singular,
-                 "verbs": list(VERBS)}
+                 "verbs": verbs(r)}
     if r.short_names:
         out["shortNames"] = list(r.short_names)
     if r.categories:

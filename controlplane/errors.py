@@ -69,6 +69,11 @@ class Unauthorized(APIError):
     reason = "Unauthorized"
 
 
+class Forbidden(APIError):
+    code = 403
+    reason = "Forbidden"
+
+
 class NotFound(APIError):
     code = 404
     reason = "NotFound"
@@ -139,7 +144,7 @@ class Timeout(APIError):
 
 _BY_REASON: dict[str, type[APIError]] = {
     c.reason: c
-    for c in (BadRequest, Unauthorized, NotFound, MethodNotAllowed, AlreadyExists, Conflict, Gone,
+    for c in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, AlreadyExists, Conflict, Gone,
               UnsupportedMediaType, Invalid, Timeout)
 }
 

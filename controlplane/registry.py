@@ -34,6 +34,8 @@ PATCH_TYPES = (MERGE, JSON_PATCH, STRATEGIC, APPLY)
 
 # upstream AllowCreateOnUpdate: PUT to a missing object creates it for these kinds
 CREATE_ON_UPDATE = {"Endpoints", "EndpointSlice"}
+# upstream's NamespaceLifecycle admission refuses to delete these
+PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 
 
 def partner(name: str) -> ModuleType | None:
@@ -294,6 +296,9 @@ class Registry:
                 f'Operation cannot be fulfilled on {res.plural} "{name}": Precondition failed: '
                 f'ResourceVersion in precondition: {pre["resourceVersion"]}, ResourceVersion in object meta: '
                 f'{entry.rv}', name=name, kind=res.plural, group=res.group)
+        if res is NAMESPACES and name in PROTECTED_NAMESPACES:
+            raise errors.Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                                   name=name, kind="namespaces")
         if dry_run:
             return o.copy(entry.obj)
         if res is NAMESPACES:

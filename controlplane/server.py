@@ -223,7 +223,7 @@ class APIServer:
                 return self.list(request, t)
             if method == "POST":
                 return await self.create(request, t)
-            if method == "DELETE":
+            if method == "DELETE" and t.res.plural != "namespaces":
                 return await self.delete_collection(request, t)
         elif t.watch_path and method == "GET":
             return await self.watch(request, t)

@@ -1,0 +1,287 @@
+"""Raw HTTP against a live server: bad inputs (never 500), watch protocol details, restart durability."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import signal
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.conftest import ControlPlane, free_port_number, start_controlplane
+
+
+class HTTP:
+    def __init__(self, cp: ControlPlane) -> None:
+        self.port = cp.port
+
+    def req(self, method: str, path: str, body: bytes | str | dict[str, Any] | list[Any] | None = None,
+            ctype: str | None = "application/json", headers: dict[str, str] | None = None,
+            timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            data = json.dumps(body).encode() if isinstance(body, (dict, list)) else (
+                body.encode() if isinstance(body, str) else body)
+            hdrs = dict(headers or {})
+            if ctype and data is not None:
+                hdrs["Content-Type"] = ctype
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def json(self, method: str, path: str, body: Any = None, ctype: str | None = "application/json",
+             expect: int | None = None) -> tuple[int, Any]:
+        status, _, raw = self.req(method, path, body, ctype)
+        assert status < 500, (method, path, status, raw)
+        if expect is not None:
+            assert status == expect, (method, path, status, raw)
+        return status, json.loads(raw) if raw else None
+
+
+@pytest.fixture(scope="module")
+def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    server = start_controlplane(tmp_path_factory.mktemp("hcp") / "cp", free_port_number(), "--controllers", "",
+                                "--history", "50", "--bookmark-interval", "0.5")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def h(cp: ControlPlane) -> HTTP:
+    return HTTP(cp)
+
+
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+       "spec": {"containers": [{"name": "c", "image": "x"}]}}
+
+
+def pods(ns: str = "default", name: str = "") -> str:
+    return f"/api/v1/namespaces/{ns}/pods" + (f"/{name}" if name else "")
+
+
+def test_bad_bodies_are_4xx_with_reasons(h: HTTP) -> None:
+    status, body = h.json("POST", pods(), b'{"kind": "Pod", ', expect=400)
+    assert body["kind"] == "Status" and body["reason"] == "BadRequest" and "not valid JSON" in body["message"]
+    _, body = h.json("POST", pods(), dict(POD, kind="Service"), expect=400)
+    assert "kind" in body["message"] and "Service" in body["message"]
+    _, body = h.json("POST", pods(), dict(POD, apiVersion="apps/v1"), expect=400)
+    assert "apps/v1" in body["message"]
+    _, body = h.json("POST", pods(), [1, 2], expect=400)
+    _, body = h.json("POST", pods(), "null", expect=400)
+    _, body = h.json("POST", pods(), POD, ctype="application/vnd.kubernetes.protobuf", expect=415)
+    assert body["reason"] == "UnsupportedMediaType" and "JSON" in body["message"]
+    _, body = h.json("POST", pods(), POD, ctype="text/csv", expect=415)
+    _, body = h.json("POST", pods("nowhere"), POD, expect=404)
+    assert body["message"] == 'namespaces "nowhere" not found' and body["details"]["kind"] == "namespaces"
+    _, body = h.json("POST", pods(), dict(POD, metadata={"name": "p", "namespace": "other"}), expect=400)
+    _, body = h.json("POST", pods(), dict(POD, metadata={"name": "Bad_Name"}), expect=422)
+    assert body["reason"] == "Invalid" and body["details"]["causes"][0]["field"] == "metadata.name"
+    _, body = h.json("POST", pods(), dict(POD, metadata={}), expect=422)
+    _, body = h.json("POST", pods(), dict(POD, metadata={"name": "x", "resourceVersion": "5"}), expect=400)
+
+
+def test_no_content_type_is_json_and_dry_run(h: HTTP) -> None:
+    body = dict(POD, metadata={"name": "dry"})
+    h.json("POST", pods() + "?dryRun=All", body, ctype=None, expect=201)
+    h.json("GET", pods(name="dry"), expect=404)
+    h.json("POST", pods() + "?dryRun=Maybe", body, expect=400)
+    _, created = h.json("POST", pods(), body, ctype=None, expect=201)
+    assert created["metadata"]["uid"]
+    _, again = h.json("POST", pods(), body, expect=409)
+    assert again["reason"] == "AlreadyExists" and again["message"] == 'pods "dry" already exists'
+    h.json("DELETE", pods(name="dry") + "?dryRun=All", expect=200)
+    h.json("GET", pods(name="dry"), expect=200)
+    h.json("DELETE", pods(name="dry"), {"propagationPolicy": "Background"}, expect=200)
+
+
+def test_put_and_patch_errors(h: HTTP) -> None:
+    _, p = h.json("POST", pods(), dict(POD, metadata={"name": "pp"}), expect=201)
+    _, body = h.json("PUT", pods(name="pp"), dict(p, metadata=dict(p["metadata"], name="other")), expect=400)
+    stale = dict(p, metadata=dict(p["metadata"], resourceVersion="1"))
+    _, body = h.json("PUT", pods(name="pp"), stale, expect=409)
+    assert body["reason"] == "Conflict" and body["message"] == (
+        'Operation cannot be fulfilled on pods "pp": the object has been modified; please apply your changes to '
+        "the latest version and try again")
+    unconditional = dict(p, metadata={k: v for k, v in p["metadata"].items() if k != "resourceVersion"})
+    unconditional["metadata"]["labels"] = {"u": "1"}
+    _, put = h.json("PUT", pods(name="pp"), unconditional, expect=200)
+    assert put["metadata"]["labels"] == {"u": "1"} and put["metadata"]["uid"] == p["metadata"]["uid"]
+    h.json("PATCH", pods(name="pp"), {"metadata": {}}, ctype="application/json", expect=415)
+    h.json("PATCH", pods(name="pp"), b"{nope", ctype="application/merge-patch+json", expect=400)
+    h.json("PATCH", pods(name="pp"), [{"op": "explode", "path": "/x"}], ctype="application/json-patch+json")
+    h.json("PATCH", pods(name="pp"), [{"op": "test", "path": "/metadata/name", "value": "zz"}],
+           ctype="application/json-patch+json")
+    h.json("PATCH", pods(name="missing"), {}, ctype="application/merge-patch+json", expect=404)
+    h.json("PATCH", pods(name="pp"), {"metadata": {"name": "renamed"}}, ctype="application/merge-patch+json",
+           expect=400)
+    h.json("PATCH", pods(name="pp"), b"a: [", ctype="application/apply-patch+yaml")
+    h.json("PUT", pods(name="nothere"), dict(POD, metadata={"name": "nothere"}), expect=404)
+    h.json("DELETE", pods(name="pp"), b"{bad", expect=400)
+    h.json("DELETE", pods(name="pp"), {"preconditions": {"resourceVersion": "1"}}, expect=409)
+    h.json("DELETE", pods(name="pp"), expect=200)
+
+
+def test_unknown_paths_and_params(h: HTTP) -> None:
+    for path in ("/api/v1/widgets", "/apis/apps/v1/deployments", "/api/v2/pods", "/nothing",
+                 "/api/v1/namespaces/default/pods/p/exec", "/apis/nope", "/openapi/v3/apis/nope/v1"):
+        status, _, raw = h.req("GET", path)
+        assert status == 404, path
+        assert json.loads(raw)["kind"] == "Status"
+    h.json("GET", "/api/v1/pods?labelSelector=" + urllib.parse.quote("a in (b"), expect=400)
+    h.json("GET", "/api/v1/services?fieldSelector=spec.bogus%3D1", expect=400)
+    h.json("GET", "/api/v1/pods?watch=1&resourceVersion=abc", expect=400)
+    h.json("GET", "/api/v1/pods?watch=1&timeoutSeconds=x", expect=400)
+    h.json("POST", "/api/v1/pods", POD, expect=405)
+    h.json("PUT", "/api/v1/namespaces/default/pods", POD, expect=405)
+    h.json("DELETE", "/api/v1/namespaces", expect=405)
+    _, body = h.json("DELETE", "/api/v1/namespaces/default", expect=403)
+    assert body["reason"] == "Forbidden"
+    status, _, _ = h.req("POST", pods(), b"{" + b" " * (4 * 1024 * 1024) + b"}")
+    assert status == 413
+
+
+def test_fuzz_never_500(h: HTTP) -> None:
+    rnd = random.Random(7)
+    paths = [pods(), pods(name="f"), pods(name="f") + "/status", pods(name="f") + "/binding",
+             "/api/v1/namespaces", "/api/v1/namespaces/fz", "/api/v1/namespaces/default/services",
+             "/api/v1/namespaces/default/services/s", "/api/v1/nodes/n",
+             "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/e"]
+    bodies: list[Any] = [b"", b"{}", b"[]", b"\xff\xfe", b"42", b'"s"', {"metadata": 5}, {"metadata": {"name": 5}},
+                         {"metadata": {"name": "f", "labels": ["x"]}}, {"spec": "x", "metadata": {"name": "f"}},
+                         {"kind": "Pod", "metadata": {"name": "f"}, "spec": {"containers": "no"}},
+                         {"kind": "Service", "apiVersion": "v1", "metadata": {"name": "s"},
+                          "spec": {"ports": [{"port": "eighty"}], "clusterIP": 7}},
+                         {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "fz", "finalizers": 3}},
+                         {"kind": "Node", "apiVersion": "v1", "metadata": {"name": "n"}, "status": [1]},
+                         {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1", "metadata": {"name": "e"},
+                          "addressType": 5, "endpoints": [{}]},
+                         {"target": {"name": 5}}, [{"op": "add", "path": 5}], {"$patch": "delete"}]
+    ctypes = ["application/json", "application/merge-patch+json", "application/json-patch+json",
+              "application/strategic-merge-patch+json", "application/apply-patch+yaml", "application/yaml"]
+    for _ in range(250):
+        method = rnd.choice(["POST", "PUT", "PATCH", "DELETE", "GET"])
+        path = rnd.choice(paths) + rnd.choice(["", "?fieldManager=f", "?dryRun=All", "?force=true&fieldManager=f"])
+        body = rnd.choice(bodies)
+        status, _, raw = h.req(method, path, body, rnd.choice(ctypes))
+        assert status < 500, (method, path, body, status, raw)
+    h.json("GET", "/api/v1/pods", expect=200)
+
+
+def _watch_lines(h: HTTP, path: str, timeout: float = 10) -> list[dict[str, Any]]:
+    status, headers, raw = h.req("GET", path, timeout=timeout)
+    assert status == 200, raw
+    return [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
+
+
+def test_watch_too_old_gets_410_event(h: HTTP) -> None:
+    for i in range(60):  # --history 50: the earliest events fall out
+        h.json("POST", "/api/v1/namespaces", {"metadata": {"name": f"old-{i}"}}, expect=201)
+    events = _watch_lines(h, "/api/v1/namespaces?watch=true&resourceVersion=2&timeoutSeconds=5")
+    assert len(events) == 1 and events[0]["type"] == "ERROR"
+    st = events[0]["object"]
+    assert st["code"] == 410 and st["reason"] == "Expired" and st["message"].startswith("too old resource version: 2 (")
+    for i in range(60):
+        h.json("DELETE", f"/api/v1/namespaces/old-{i}", expect=200)
+
+
+def test_watch_bookmarks_selectors_and_timeout(h: HTTP) -> None:
+    _, lst = h.json("GET", pods(), expect=200)
+    rv = lst["metadata"]["resourceVersion"]
+    h.json("POST", pods(), dict(POD, metadata={"name": "sel", "labels": {"app": "web"}}), expect=201)
+    h.json("PATCH", pods(name="sel"), {"metadata": {"labels": {"app": "db"}}}, "application/merge-patch+json", 200)
+    h.json("PATCH", pods(name="sel"), {"metadata": {"labels": {"app": "web"}}}, "application/merge-patch+json", 200)
+    h.json("DELETE", pods(name="sel"), expect=200)
+    start = time.monotonic()
+    events = _watch_lines(h, pods() + f"?watch=1&resourceVersion={rv}&labelSelector=app%3Dweb"
+                          "&allowWatchBookmarks=true&timeoutSeconds=2")
+    assert 1.5 < time.monotonic() - start < 6
+    kinds = [e["type"] for e in events if e["type"] != "BOOKMARK"]
+    assert kinds == ["ADDED", "DELETED", "ADDED", "DELETED"]
+    bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
+    assert bookmarks and bookmarks[-1]["object"]["kind"] == "Pod"
+    assert int(bookmarks[-1]["object"]["metadata"]["resourceVersion"]) >= int(events[-2]["object"]["metadata"]
+                                                                              ["resourceVersion"])
+    deleted = [e for e in events if e["type"] == "DELETED"][-1]["object"]
+    assert int(deleted["metadata"]["resourceVersion"]) > int(rv)
+    events = _watch_lines(h, pods() + f"?watch=1&resourceVersion={rv}&timeoutSeconds=1")
+    assert not any(e["type"] == "BOOKMARK" for e in events)
+    events = _watch_lines(h, "/api/v1/namespaces?watch=1&timeoutSeconds=1&sendInitialEvents=true"
+                          "&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan")
+    assert events[0]["type"] == "ADDED"
+    end = [e for e in events if e["type"] == "BOOKMARK"][0]
+    assert end["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"] == "true"
+
+
+def test_tables_and_status_subresource(h: HTTP) -> None:
+    status, headers, raw = h.req("GET", "/api/v1/namespaces/default/services", headers={
+        "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;"
+                  "g=meta.k8s.io,application/json"})
+    assert status == 200
+    body = json.loads(raw)
+    assert body["kind"] in ("Table", "ServiceList")
+    h.json("POST", pods(), dict(POD, metadata={"name": "st"}), expect=201)
+    _, got = h.json("PUT", pods(name="st") + "/status", dict(POD, metadata={"name": "st"},
+                                                            status={"phase": "Running"},
+                                                            spec={"containers": [{"name": "z", "image": "z"}]}), 200)
+    assert got["status"]["phase"] == "Running" and got["spec"]["containers"][0]["name"] == "c"
+    _, got = h.json("GET", pods(name="st") + "/status", expect=200)
+    assert got["status"]["phase"] == "Running"
+    h.json("DELETE", pods(name="st"), expect=200)
+
+
+# ---------------------------------------------------------------- restart durability
+
+def test_kill9_restart_keeps_acknowledged_writes_and_resumes_watch(tmp_path: Path) -> None:
+    port = free_port_number()
+    data = tmp_path / "cp"
+    server = start_controlplane(data, port, "--controllers", "")
+    try:
+        h = HTTP(server)
+        h.json("POST", "/api/v1/namespaces", {"metadata": {"name": "dur"}}, expect=201)
+        acked: dict[str, str] = {}
+        mid_rv = ""
+        for i in range(40):
+            _, obj = h.json("POST", pods("dur"), dict(POD, metadata={"name": f"p{i}"}), expect=201)
+            acked[f"p{i}"] = obj["metadata"]["resourceVersion"]
+            if i == 19:
+                mid_rv = obj["metadata"]["resourceVersion"]
+        _, deleted = h.json("DELETE", pods("dur", "p0"), expect=200)
+        del acked["p0"]
+        os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(10)
+    finally:
+        server.stop()
+    server = start_controlplane(data, port, "--controllers", "")
+    try:
+        h = HTTP(server)
+        _, lst = h.json("GET", pods("dur"), expect=200)
+        got = {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in lst["items"]}
+        assert got == acked
+        assert int(lst["metadata"]["resourceVersion"]) >= int(deleted["metadata"]["resourceVersion"])
+        events = _watch_lines(h, pods("dur") + f"?watch=1&resourceVersion={mid_rv}&timeoutSeconds=1")
+        assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == (
+            [("ADDED", f"p{i}") for i in range(20, 40)] + [("DELETED", "p0")])
+        _, svc = h.json("GET", "/api/v1/namespaces/default/services/kubernetes", expect=200)
+        assert svc["spec"]["clusterIP"] == "10.96.0.1"
+        _, created = h.json("POST", pods("dur"), dict(POD, metadata={"name": "after"}), expect=201)
+        assert int(created["metadata"]["resourceVersion"]) > int(lst["metadata"]["resourceVersion"])
+    finally:
+        server.stop()
+
+
+def test_sigterm_is_clean(tmp_path: Path) -> None:
+    server = start_controlplane(tmp_path / "cp", free_port_number(), "--controllers", "")
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(10) == 0
+    kubeconfig = (tmp_path / "cp" / "kubeconfig").read_text()
+    assert f"server: http://127.0.0.1:{server.port}" in kubeconfig and "current-context: podnet" in kubeconfig
