@@ -1,0 +1,68 @@
+"""IPAM delegation (shell): exec the IPAM plugin through CNI_PATH exactly as SPEC.md says,
+or, when the IPAM type is `podnet-ipam`, run it in-process (same store, same result).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any, Mapping
+
+from cni.errors import CNIError, DECODE_FAILURE, IPAM_FAILED
+from cni.spec import NetConf, Request, Result, parse_result
+
+IN_PROCESS_TYPES = ("podnet-ipam",)
+
+
+def find_in_path(plugin: str, paths: tuple[str, ...]) -> str:
+    if not plugin or "/" in plugin:
+        raise CNIError(IPAM_FAILED, "invalid IPAM plugin type", repr(plugin))
+    for d in paths:
+        candidate = os.path.join(d, plugin)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise CNIError(IPAM_FAILED, f"failed to find plugin {plugin!r} in path {list(paths)}")
+
+
+def delegate(command: str, req: Request, conf: NetConf, env: Mapping[str, str],
+             in_process: bool = True) -> dict[str, Any] | None:
+    """Run IPAM `command` with the same environment (CNI_COMMAND replaced) and the full config."""
+    plugin = str(conf.ipam.get("type") or "")
+    if in_process and plugin in IN_PROCESS_TYPES:
+        from dataclasses import replace
+
+        from cni import ipam_main
+
+        return ipam_main.handle(replace(req, command=command), conf)
+    binary = find_in_path(plugin, req.path)
+    child_env = dict(env)
+    child_env["CNI_COMMAND"] = command
+    proc = subprocess.run([binary], input=req.stdin, env=child_env, capture_output=True)
+    if proc.stderr:
+        sys.stderr.write(proc.stderr.decode(errors="replace"))
+    if proc.returncode != 0:
+        try:
+            data = json.loads(proc.stdout or b"null")
+        except ValueError:
+            data = None
+        raise CNIError.from_json(data, f"{plugin} {command} failed (exit {proc.returncode}): "
+                                 f"{proc.stdout.decode(errors='replace').strip()}")
+    if not proc.stdout.strip():
+        return None
+    try:
+        out = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise CNIError(DECODE_FAILURE, f"failed to decode {plugin} result", str(exc)) from None
+    return out if isinstance(out, dict) else None
+
+
+def ipam_add(req: Request, conf: NetConf, env: Mapping[str, str]) -> Result:
+    out = delegate("ADD", req, conf, env)
+    if not out:
+        raise CNIError(IPAM_FAILED, "IPAM plugin returned no result")
+    result = parse_result(out)
+    if not result.ips:
+        raise CNIError(IPAM_FAILED, "IPAM plugin returned missing IP config")
+    return result
