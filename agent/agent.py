@@ -73,6 +73,7 @@ class Agent:
         self.net_ready = False
         self.pod_cidr = ""
         self._last_node_status: dict[str, Any] | None = None
+        self.started = False  # no pod workers before the pod cache is synced and state adopted
 
     # -- lookups used by workers -------------------------------------------------------------------
     def pod_object(self, uid: str) -> dict[str, Any] | None:
@@ -111,6 +112,7 @@ class Agent:
                 pass
         tasks = [asyncio.create_task(self._heartbeat(stop)), asyncio.create_task(self._node_loop(stop))]
         self._adopt()
+        self.started = True
         try:
             while not stop.is_set():
                 self._reconcile()
@@ -152,6 +154,8 @@ class Agent:
                 w.poke()
 
     def _on_pod(self, obj: dict[str, Any]) -> None:
+        if not self.started:
+            return
         uid = str(obj["metadata"].get("uid", ""))
         w = self.workers.get(uid)
         if w is not None:

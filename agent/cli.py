@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write <conf-dir>/10-podnet.conflist (bridge + host-local IPAM) from the Node's podCIDR")
     p.add_argument("--cni-plugin", default="podnet-bridge", help="bridge plugin type for --write-cni-conf")
     p.add_argument("--cni-ipam", default="podnet-ipam", help="IPAM plugin type for --write-cni-conf")
-    p.add_argument("--non-masquerade-cidr", type=_cidr, default="",
+    p.add_argument("--non-masquerade-cidr", type=_cidr, default=None,
                    help="masquerade pod traffic leaving this CIDR (kubenet); empty = no rule")
     p.add_argument("--no-host-gw", action="store_true", help="do not program routes to other Nodes' podCIDRs")
     p.add_argument("--cluster-dns", type=_ip, action="append", default=None, help="cluster DNS IP (10.96.0.10)")
@@ -83,7 +83,7 @@ async def _serve(args: argparse.Namespace) -> int:
         cni_bin_dirs=[d for d in args.cni_bin_dir.split(":") if d], cni_conf_dir=args.cni_conf_dir,
         cluster_dns=args.cluster_dns or ["10.96.0.10"], cluster_domain=args.cluster_domain.strip("."),
         root_dir=args.root_dir, write_cni_conf=args.write_cni_conf, cni_plugin=args.cni_plugin,
-        cni_ipam=args.cni_ipam, non_masquerade_cidr=args.non_masquerade_cidr, host_gw=not args.no_host_gw,
+        cni_ipam=args.cni_ipam, non_masquerade_cidr=args.non_masquerade_cidr or "", host_gw=not args.no_host_gw,
         restart_backoff=args.restart_backoff, labels=dict(args.node_label))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

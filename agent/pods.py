@@ -81,7 +81,7 @@ class PodWorker:
             return 5.0
         self.spec = spec
         now = time.time()
-        if self.record is None or not self.record.sandbox_ready:
+        if self.record is None or not (self.record.sandbox_ready or self.record.sandbox_released):
             if now < self.retry_at:
                 return self.retry_at - now
             if not await self._create_sandbox(obj, spec):
@@ -95,7 +95,7 @@ class PodWorker:
         if rt.observe(rec):
             rt.save(rec)
         next_due = now + 1.0
-        phase = core.pod_phase(spec, self._states(spec), rec.sandbox_ready)
+        phase = core.pod_phase(spec, self._states(spec), rec.sandbox_ready or rec.sandbox_released)
         if phase not in ("Succeeded", "Failed"):
             next_due = min(next_due, self._start_containers(rec, spec, now))
             next_due = min(next_due, await self._probe(rec, spec))
@@ -241,7 +241,8 @@ class PodWorker:
     async def _report(self, obj: dict[str, Any], spec: PodSpec) -> None:
         rec = self.record
         assert rec is not None
-        status = core.render_pod_status(spec, self._states(spec), sandbox_ready=rec.sandbox_ready,
+        status = core.render_pod_status(spec, self._states(spec),
+                                        sandbox_ready=rec.sandbox_ready or rec.sandbox_released,
                                         pod_ips=rec.pod_ips, host_ip=self.agent.node_ip,
                                         start_time=rec.start_time, now=time.time(), previous=obj.get("status"))
         await self._send(obj, status)

@@ -1,0 +1,170 @@
+"""The agent on a one-node cluster in a namespace: pods get a netns, an IP from CNI (the reference
+bridge + host-local), resolv.conf, run, are probed, restarted, adopted and torn down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from agent.runtime import exec_in_pod_argv, netns_name
+from controlplane.client import Client
+from controlplane.resources import NODES, PODS
+from podnet import netns
+from tests.agent.agent_helpers import NODE_IP, REPO, OneNode, is_ready, pod, wait_pod
+from tests.conftest import free_port_number, is_root_with_netns
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(not is_root_with_netns(), reason="needs root")]
+
+HTTP = [sys.executable, "-m", "http.server", "8080"]
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[OneNode]:
+    box = netns.Sandbox(prefix="pta")
+    stop = asyncio.Event()
+    relay = None
+    client = None
+    try:
+        ns = box.netns("n")
+        netns.add_addr(ns, "lo", f"{NODE_IP}/32")
+        cplog = open(tmp_path / "cp.log", "ab")
+        cp = netns.popen_net(ns, [sys.executable, "-m", "podnet", "controlplane", "--listen", "127.0.0.1:6443",
+                                  "--data-dir", str(tmp_path / "cp"), "--controllers", "nodeipam,scheduler"],
+                             stdout=cplog, stderr=subprocess.STDOUT, cwd=REPO)
+        box.processes.append(cp)
+        port = free_port_number()
+        relay = asyncio.create_task(netns.relay("127.0.0.1", port, ns, "127.0.0.1", 6443, stop))
+        client = Client(f"http://127.0.0.1:{port}")
+        for _ in range(200):
+            try:
+                await client.request("GET", "/version")
+                break
+            except Exception:  # noqa: BLE001
+                await asyncio.sleep(0.05)
+        one = OneNode(ns, tmp_path, client, cp, None, box, "bridge", "host-local", "/usr/lib/cni")
+        one.start_agent()
+        for _ in range(300):
+            try:
+                node = await client.get(NODES, "n1")
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"]):
+                    break
+            except Exception:  # noqa: BLE001
+                pass
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("node never Ready: " + one.log())
+        yield one
+        if one.agent is not None and one.agent.poll() is not None:
+            raise AssertionError("agent died: " + one.log())
+    finally:
+        if client is not None:
+            try:
+                for p in (await client.list(PODS, namespace="default")).items:
+                    await client.delete(PODS, p["metadata"]["name"], namespace="default")
+                await asyncio.sleep(1.5)  # let the agent tear them down
+            except Exception:  # noqa: BLE001
+                pass
+            await client.close()
+        stop.set()
+        if relay is not None:
+            await relay
+        for d in (tmp_path / "agent" / "pods").glob("*") if (tmp_path / "agent" / "pods").exists() else []:
+            netns.delete(netns_name(d.name))
+        box.close()
+
+
+def in_node(one: OneNode, *argv: str) -> subprocess.CompletedProcess[str]:
+    return netns.run(one.ns, list(argv), check=False, timeout=20)
+
+
+async def test_pod_runs_with_ip_readiness_resolv_and_teardown(cluster: OneNode) -> None:
+    c = cluster.client
+    spec = pod("web", HTTP, containers=[{
+        "name": "web", "command": HTTP, "ports": [{"name": "http", "containerPort": 8080}],
+        "env": [{"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}}])
+    await c.create(PODS, spec)
+    p = await wait_pod(c, "web", is_ready, 30)
+    st = p["status"]
+    assert st["phase"] == "Running" and st["podIP"].startswith("10.244.0.")
+    assert st["hostIP"] == NODE_IP and st["podIPs"] == [{"ip": st["podIP"]}]
+    cs = st["containerStatuses"][0]
+    assert cs["ready"] and cs["restartCount"] == 0 and "running" in cs["state"]
+    assert p["spec"]["nodeName"] == "n1"
+    out = in_node(cluster, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{st['podIP']}:8080/")
+    assert out.stdout == "200"
+    uid = p["metadata"]["uid"]
+    argv = exec_in_pod_argv(cluster.dir / "agent", uid, ["cat", "/etc/resolv.conf"])
+    resolv = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+    assert "nameserver 10.96.0.10" in resolv
+    assert "search default.svc.cluster.local svc.cluster.local cluster.local" in resolv
+    assert "options ndots:5" in resolv
+    env = subprocess.run(exec_in_pod_argv(cluster.dir / "agent", uid, ["sh", "-c", "hostname; ip -4 -o addr show eth0"]),
+                         capture_output=True, text=True, timeout=10).stdout
+    assert st["podIP"] in env
+    # the container process sees its own resolv.conf and hostname
+    pid = json.loads((cluster.dir / "agent" / "pods" / uid / "state.json").read_text())["containers"]["web"]["pid"]
+    child = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    environ = Path(f"/proc/{child[0]}/environ").read_bytes().split(b"\0")
+    assert b"MY_POD=web" in environ and b"KUBERNETES_SERVICE_HOST=10.96.0.1" in environ
+    assert netns.exists(netns_name(uid))
+    await c.delete(PODS, "web", namespace="default")
+    assert netns.wait_for(lambda: not netns.exists(netns_name(uid)), 15), cluster.log()
+    assert netns.wait_for(lambda: not (cluster.dir / "agent" / "pods" / uid).exists(), 5)
+    assert not Path(f"/proc/{pid}").exists()
+    links = in_node(cluster, "ip", "-o", "link").stdout
+    assert "veth" not in links  # the host end went with the namespace
+    ipam = list((cluster.dir / "agent" / "ipam").rglob("10.244.*"))
+    assert ipam == []  # the IP was released
+
+
+async def test_restart_policy_liveness_and_exit_codes(cluster: OneNode) -> None:
+    c = cluster.client
+    await c.create(PODS, pod("fail", ["sh", "-c", "exit 3"], restartPolicy="Never"))
+    await c.create(PODS, pod("done", ["true"], restartPolicy="OnFailure"))
+    await c.create(PODS, pod("crash", ["sh", "-c", "sleep 0.2; exit 1"], restartPolicy="Always"))
+    await c.create(PODS, pod("live", [], containers=[{
+        "name": "main", "command": ["sleep", "1000"],
+        "livenessProbe": {"exec": {"command": ["test", "-e", "/nonexistent"]}, "periodSeconds": 1,
+                          "failureThreshold": 1}}], terminationGracePeriodSeconds=1))
+    p = await wait_pod(c, "fail", lambda p: p["status"].get("phase") == "Failed")
+    term = p["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["exitCode"] == 3 and term["reason"] == "Error"
+    p = await wait_pod(c, "done", lambda p: p["status"].get("phase") == "Succeeded")
+    assert p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    p = await wait_pod(c, "crash", lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 2)
+    assert p["status"]["phase"] == "Running"
+    p = await wait_pod(c, "live", lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1, 30)
+    assert p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] in (137, 143)
+    # a finished pod gives its network back but keeps its status
+    uid = (await c.get(PODS, "fail"))["metadata"]["uid"]
+    assert netns.wait_for(lambda: not netns.exists(netns_name(uid)), 10)
+
+
+async def test_agent_restart_adopts_running_pods(cluster: OneNode) -> None:
+    c = cluster.client
+    await c.create(PODS, pod("keep", ["sleep", "1000"]))
+    p = await wait_pod(c, "keep", is_ready)
+    uid = p["metadata"]["uid"]
+    state = cluster.dir / "agent" / "pods" / uid / "state.json"
+    pid = json.loads(state.read_text())["containers"]["main"]["pid"]
+    cluster.stop_agent()
+    assert Path(f"/proc/{pid}").exists()
+    cluster.start_agent()
+    await asyncio.sleep(2.0)
+    p = await wait_pod(c, "keep", is_ready)
+    assert p["status"]["containerStatuses"][0]["restartCount"] == 0
+    assert json.loads(state.read_text())["containers"]["main"]["pid"] == pid
+    assert Path(f"/proc/{pid}").exists()
+    # and it still tears the adopted pod down
+    await c.delete(PODS, "keep", namespace="default")
+    assert netns.wait_for(lambda: not netns.exists(netns_name(uid)), 15), cluster.log()
+    assert netns.wait_for(lambda: not Path(f"/proc/{pid}").exists(), 5)
+    os.sync()
