@@ -15,7 +15,7 @@ import json
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Iterator, Mapping
 
 import aiohttp
 
@@ -53,6 +53,9 @@ class ObjectList:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def __iter__(self) -> Iterator[JSON]:
+        return iter(self.items)
 
 
 _BY_CODE: dict[int, type[errors.APIError]] = {
@@ -257,16 +260,18 @@ class Client:
 
     async def delete(self, resource: Resource, name: str, *, namespace: str | None = None,
                      propagation_policy: str | None = None, grace_period_seconds: int | None = None,
-                     resource_version: str | None = None) -> JSON:
-        """DELETE; returns what the server answers (the deleted object, or a Status)."""
+                     resource_version: str | None = None, uid: str | None = None) -> JSON:
+        """DELETE; returns what the server answers (the deleted object, or a Status).
+        `resource_version` / `uid` become DeleteOptions preconditions (409 Conflict when they differ)."""
         ns = self._ns(resource, namespace)
         options: JSON = {}
         if propagation_policy:
             options["propagationPolicy"] = propagation_policy
         if grace_period_seconds is not None:
             options["gracePeriodSeconds"] = grace_period_seconds
-        if resource_version:
-            options["preconditions"] = {"resourceVersion": resource_version}
+        preconditions = {k: v for k, v in (("resourceVersion", resource_version), ("uid", uid)) if v}
+        if preconditions:
+            options["preconditions"] = preconditions
         body = {"kind": "DeleteOptions", "apiVersion": "v1", **options} if options else None
         result: JSON = await self.request("DELETE", resource.path(ns, name), body=body)
         return result

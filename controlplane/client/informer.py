@@ -72,6 +72,7 @@ class Informer:
         self._lock = asyncio.Lock()
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._replays: set[asyncio.Task[None]] = set()
         self._backoff = Backoff(cap=max_backoff)
         self.relists = 0  # how many times the informer listed after the first (410 Gone)
         self.reconnects = 0  # how many watches were (re)opened after the first
@@ -125,7 +126,9 @@ class Informer:
         if self._task is None or len(self._store) == 0:
             self._handlers.append(handler)
         else:
-            asyncio.get_running_loop().create_task(self._replay(handler))
+            task = asyncio.get_running_loop().create_task(self._replay(handler))
+            self._replays.add(task)
+            task.add_done_callback(self._replays.discard)
         return handler
 
     async def _replay(self, handler: Handler) -> None:
@@ -149,13 +152,13 @@ class Informer:
         return True
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done():
+        """Stop the loop (and any pending handler replay); the cache keeps its last contents."""
+        tasks = [t for t in (self._task, *self._replays) if t is not None and not t.done()]
+        self._task = None
+        for task in tasks:
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        if tasks:  # children's CancelledError become results; our own cancellation still propagates
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def __aenter__(self) -> "Informer":
         await self.start()

@@ -318,3 +318,17 @@ async def test_list_items_carry_kind(fake: FakeAPIServer, client: Client) -> Non
     fake.objects[("pods", "default", "a")].pop("kind")
     (item,) = (await client.list(PODS)).items
     assert item["kind"] == "Pod" and item["apiVersion"] == "v1"
+
+
+async def test_delete_preconditions_and_list_iteration(fake: FakeAPIServer, client: Client) -> None:
+    created = await client.create(PODS, pod("a"))
+    assert [p["metadata"]["name"] for p in await client.list(PODS)] == ["a"]
+    await client.delete(PODS, "a", namespace="default", uid=created["metadata"]["uid"],
+                        resource_version=created["metadata"]["resourceVersion"], grace_period_seconds=0)
+    body = fake.requests[-1].body
+    assert body["preconditions"] == {"uid": created["metadata"]["uid"],
+                                     "resourceVersion": created["metadata"]["resourceVersion"]}
+    assert body["gracePeriodSeconds"] == 0 and body["kind"] == "DeleteOptions"
+    await client.create(PODS, pod("b"))
+    await client.delete(PODS, "b", namespace="default")
+    assert fake.requests[-1].body is None
