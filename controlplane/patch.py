@@ -336,58 +336,57 @@ class _SMP:
         return self.merge_keyed(original, patch, path, meta.key, order)
 
     def merge_primitive(self, original: list[Any], patch: list[Any], order: Any) -> list[Any]:
-        out = list(original)
-        for x in patch:
-            if x not in out:
-                out.append(x)
-        if isinstance(order, list):
-            rank = {json.dumps(v, sort_keys=True): i for i, v in enumerate(order)}
-            ordered = sorted((x for x in out if json.dumps(x, sort_keys=True) in rank),
-                             key=lambda x: rank[json.dumps(x, sort_keys=True)])
-            out = _interleave([x for x in out if json.dumps(x, sort_keys=True) not in rank], ordered, out,
-                              lambda x: json.dumps(x, sort_keys=True))
-        return out
+        """Set-merge of scalars: the union, patch items in patch (or $setElementOrder) order,
+        server-only items interleaved by their live order."""
+        merged: list[Any] = []
+        for x in list(original) + list(patch):
+            if x not in merged:
+                merged.append(x)
+        order_list = order if isinstance(order, list) else patch
+        rank = {_kv(v): i for i, v in reversed(list(enumerate(order_list)))}
+        pos = {_kv(v): i for i, v in reversed(list(enumerate(original)))}
+        ordered = sorted((x for x in merged if _kv(x) in rank), key=lambda x: rank[_kv(x)])
+        rest = [x for x in merged if _kv(x) not in rank]
+        return _interleave([(pos.get(_kv(x)), x) for x in rest], [(pos.get(_kv(x)), x) for x in ordered])
 
     def merge_keyed(self, original: list[Any], patch: list[Any], path: tuple[str, ...], key: str,
                     order: Any) -> list[Any]:
-        items = [copy.deepcopy(x) for x in original]
-        touched: list[int] = []  # indices (into items) of elements the patch mentions, in patch order
+        # (position in original or None for new items, value); None values are deleted items
+        items: list[tuple[int | None, Any]] = [(i, copy.deepcopy(x)) for i, x in enumerate(original)]
+        touched: list[int] = []  # indices into items the patch mentions, in patch order
         for elem in patch:
             if not isinstance(elem, dict):
                 raise self.fail(f"list {'.'.join(path)} must hold objects, got {elem!r}")
             if key not in elem:
                 raise self.fail(f"map: {_short(elem)} does not contain declared merge key: {key}")
-            matches = [i for i, x in enumerate(items) if x is not None and self.same(x, elem, key, path)]
+            matches = [i for i, (_, x) in enumerate(items)
+                       if isinstance(x, dict) and self.same(x, elem, key, path)]
             if elem.get(_PATCH) == "delete":
                 for i in matches:
-                    items[i] = None
+                    items[i] = (items[i][0], None)
                 continue
             if matches:
                 i = matches[0]
-                merged = self.merge_map(items[i], elem, path + ("[]",))
-                items[i] = merged
-                if merged is not None:
-                    touched.append(i)
+                merged = self.merge_map(items[i][1], elem, path + ("[]",))
+                items[i] = (items[i][0], merged)
             else:
                 merged = self.merge_map({}, elem, path + ("[]",))
-                if merged is not None:
-                    items.append(merged)
-                    touched.append(len(items) - 1)
-        server_only = [x for i, x in enumerate(items) if x is not None and i not in touched]
-        patched = [items[i] for i in dict.fromkeys(touched) if items[i] is not None]
+                items.append((None, merged))
+                i = len(items) - 1
+            if merged is not None and i not in touched:
+                touched.append(i)
+        server_only = [(pos, x) for i, (pos, x) in enumerate(items) if x is not None and i not in touched]
+        patched = [items[i] for i in touched if items[i][1] is not None]
         if isinstance(order, list):
             rank: dict[str, int] = {}
             for i, o in enumerate(order):
                 if isinstance(o, dict) and key in o:
                     rank.setdefault(_kv(o[key]), i)
             big = len(order)
-            patched.sort(key=lambda x: rank.get(_kv(x.get(key)), big))
-            in_order = [x for x in server_only if _kv(x.get(key)) in rank]
-            server_only = [x for x in server_only if _kv(x.get(key)) not in rank]
-            patched = sorted(patched + in_order, key=lambda x: rank.get(_kv(x.get(key)), big))
-        original_keys = [_kv(_dict_get(x, key)) for x in original]
-        return _interleave(server_only, patched, original, lambda x: _kv(_dict_get(x, key)),
-                           original_keys)
+            in_order = [x for x in server_only if _kv(_dict_get(x[1], key)) in rank]
+            server_only = [x for x in server_only if _kv(_dict_get(x[1], key)) not in rank]
+            patched = sorted(patched + in_order, key=lambda x: rank.get(_kv(_dict_get(x[1], key)), big))
+        return _interleave(server_only, patched)
 
     def same(self, live: JSON, elem: JSON, key: str, path: tuple[str, ...]) -> bool:
         if live.get(key) != elem.get(key):
@@ -428,26 +427,22 @@ def _short(v: Any) -> str:
     return text if len(text) < 120 else text[:117] + "..."
 
 
-def _interleave(server_only: list[Any], patched: list[Any], original: list[Any], ident: Any,
-                original_keys: list[str] | None = None) -> list[Any]:
-    """Merge server-only items back among patched ones, keeping the server's relative order
-    (upstream mergeSortedSlice): a server-only item goes before the first patched item that the
-    server had after it."""
-    keys = original_keys if original_keys is not None else [ident(x) for x in original]
-    pos = {k: i for i, k in reversed(list(enumerate(keys)))}
-    inf = len(keys) + 1
+def _interleave(server_only: list[tuple[int | None, Any]], patched: list[tuple[int | None, Any]]) -> list[Any]:
+    """Merge server-only items back among the patch's items (upstream mergeSortedSlice): a
+    server-only item goes first only when both are in the live list and it came earlier there;
+    so items new to the list come before the remaining server-only ones, as upstream."""
     out: list[Any] = []
     i = j = 0
     while i < len(server_only) and j < len(patched):
-        si = pos.get(ident(server_only[i]), inf)
-        pj = pos.get(ident(patched[j]), inf)
-        if si < pj:
-            out.append(server_only[i])
+        si = server_only[i][0]
+        pj = patched[j][0]
+        if si is not None and pj is not None and si < pj:
+            out.append(server_only[i][1])
             i += 1
         else:
-            out.append(patched[j])
+            out.append(patched[j][1])
             j += 1
-    return out + server_only[i:] + patched[j:]
+    return out + [x for _, x in server_only[i:]] + [x for _, x in patched[j:]]
 
 
 def apply_strategic_merge_patch(obj: JSON, patch: Any, kind: str) -> JSON:
@@ -559,8 +554,6 @@ def _resolve(obj: Any, p: FieldPath, kind: str) -> tuple[Any, bool]:
 def _remove_path(obj: Any, p: FieldPath, kind: str) -> None:
     if not p:
         return
-    if p[-1] == ".":
-        p = p[:-1]
     parent, ok = _resolve(obj, p[:-1], kind)
     if not ok:
         return
@@ -572,6 +565,17 @@ def _remove_path(obj: Any, p: FieldPath, kind: str) -> None:
         meta = list_meta(kind, path)
         if meta is not None:
             parent[:] = [x for x in parent if _item_key(kind, path, meta, x) != last]
+
+
+def _remove_paths(obj: Any, paths: set[FieldPath], kind: str) -> None:
+    """Remove list items whose "." marker is in `paths` (deepest first), then the leaf fields
+    that are not inside a removed item."""
+    items = sorted({p[:-1] for p in paths if p and p[-1] == "."}, key=len, reverse=True)
+    for p in items:
+        _remove_path(obj, p, kind)
+    for p in sorted(paths, key=len, reverse=True):
+        if p[-1] != "." and not any(p[:len(i)] == i for i in items):
+            _remove_path(obj, p, kind)
 
 
 def _ssa_conflict(conflicts: list[tuple[str, FieldPath]]) -> errors.Conflict:
@@ -647,8 +651,7 @@ def apply_server_side(live: JSON | None, applied: JSON, kind: str, field_manager
     forced = {p for _, p in conflicts}
     out = copy.deepcopy(live)
     still_owned = set().union(*(f for _, f in others)) - forced if others else set()
-    for p in sorted(previous - owned - still_owned, key=len, reverse=True):
-        _remove_path(out, p, kind)
+    _remove_paths(out, previous - owned - still_owned, kind)
     merged = apply_strategic_merge_patch(out, body, kind)
     mf: list[JSON] = []
     for e, fields in others:
