@@ -279,7 +279,7 @@ def _recycle(out: SliceChanges, service: Service) -> None:
             meta = copy.deepcopy(old.get("metadata") or {})
             meta["labels"] = new["metadata"]["labels"]
             meta["ownerReferences"] = new["metadata"]["ownerReferences"]
-            meta.pop("generateName", None)
+            meta["generateName"] = new["metadata"]["generateName"]
             new["metadata"] = meta
             out.update.append(new)
             out.delete.pop(i)

@@ -1,0 +1,74 @@
+"""`podnet endpoints`: run the endpoints / EndpointSlice controller alone against an API server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from endpoints.core import DEFAULT_MAX_ENDPOINTS_PER_SLICE, MAX_ENDPOINTS_PER_SLICE_LIMIT
+
+
+def _per_slice(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= MAX_ENDPOINTS_PER_SLICE_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (1..{MAX_ENDPOINTS_PER_SLICE_LIMIT})")
+    return value
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least 1 worker")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="podnet endpoints",
+                                description="Keep Endpoints and EndpointSlices of selector Services true.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--server", help="API server URL, e.g. http://127.0.0.1:6443")
+    src.add_argument("--kubeconfig", help="kubeconfig file (its current context)")
+    p.add_argument("--max-endpoints-per-slice", type=_per_slice, default=DEFAULT_MAX_ENDPOINTS_PER_SLICE,
+                   help=f"endpoints per EndpointSlice (1..{MAX_ENDPOINTS_PER_SLICE_LIMIT}, "
+                        f"default {DEFAULT_MAX_ENDPOINTS_PER_SLICE})")
+    p.add_argument("--workers", type=_workers, default=1, help="concurrent Service syncs (default 1)")
+    p.add_argument("--log-level", default=os.environ.get("PODNET_LOG_LEVEL", "INFO"))
+    return p
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from controlplane import errors
+    from controlplane.client import Client, KubeConfigError
+    from endpoints.controller import run
+
+    try:
+        client = Client.from_kubeconfig(args.kubeconfig) if args.kubeconfig else Client(args.server)
+    except (errors.APIError, KubeConfigError, OSError) as exc:
+        print(f"podnet endpoints: {exc}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await run(client, stop, max_endpoints_per_slice=args.max_endpoints_per_slice, workers=args.workers)
+    finally:
+        await client.close()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(_serve(args))
