@@ -1,0 +1,99 @@
+"""Wire-format helpers (pure): UDP size limits, truncation, FORMERR, the answer cache.
+
+The answer cache maps a query's bytes minus its 2-byte ID to the packed reply minus its ID.
+A cluster answer is a pure function of (query bytes, view), so equal bytes under the same
+view generation get equal replies: the hot path is `cache.get(data[2:])` and
+`data[:2] + hit` without parsing. The query's spelling (0x20 case), EDNS payload size and DO
+bit are all inside the key, so case echo and truncation are exact. The cache is cleared when
+the view changes and when it grows past its bound.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Iterator
+
+from dnslib import QTYPE, DNSRecord
+
+UDP_DEFAULT = 512
+UDP_MAX = 4096
+TCP_MAX = 65535
+FLAG_QR = 0x8000
+FLAG_TC = 0x0200
+RCODE_FORMERR = 1
+
+
+def udp_limit(query: DNSRecord) -> int:
+    """The client's EDNS0 UDP payload size (512 without EDNS), within [512, 4096]."""
+    for rr in query.ar:
+        if rr.rtype == QTYPE.OPT:
+            return max(UDP_DEFAULT, min(int(rr.rclass), UDP_MAX))
+    return UDP_DEFAULT
+
+
+def fit(reply: DNSRecord, limit: int) -> bytes:
+    """Pack `reply` into at most `limit` bytes.
+
+    Too big: first drop the additional section (keeping OPT; no TC needed, RFC 2181 9), then
+    fall back to the question alone with TC set so the client retries over TCP.
+    """
+    data = reply.pack()
+    if len(data) <= limit:
+        return data
+    opt = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
+    if len(opt) != len(reply.ar):
+        reply.ar = opt
+        data = reply.pack()
+        if len(data) <= limit:
+            return data
+    reply.rr = []
+    reply.auth = []
+    reply.header.tc = 1
+    return reply.pack()
+
+
+def formerr(data: bytes) -> bytes | None:
+    """A FORMERR reply for an unparseable query, or None (drop) when even the header is bad
+    or the packet is itself a response (never answer responses: reflection loops)."""
+    if len(data) < 12:
+        return None
+    ident, flags = struct.unpack_from("!HH", data)
+    if flags & FLAG_QR:
+        return None
+    out_flags = FLAG_QR | (flags & 0x7900) | RCODE_FORMERR  # keep opcode and RD
+    return struct.pack("!HHHHHH", ident, out_flags, 0, 0, 0, 0)
+
+
+def is_response(data: bytes) -> bool:
+    return len(data) >= 3 and bool(data[2] & 0x80)
+
+
+def with_id(data: bytes, ident: int) -> bytes:
+    return struct.pack("!H", ident) + data[2:]
+
+
+class AnswerCache:
+    """query bytes[2:] -> (reply bytes[2:], stat key); bounded, cleared per view generation."""
+
+    def __init__(self, max_entries: int = 20000) -> None:
+        self.max_entries = max_entries
+        self.entries: dict[bytes, tuple[bytes, tuple[str, str]]] = {}
+        self.generation = -1
+
+    def reset(self, generation: int) -> None:
+        if generation != self.generation:
+            self.entries = {}
+            self.generation = generation
+
+    def put(self, query: bytes, reply: bytes, stat: tuple[str, str], generation: int) -> None:
+        if generation != self.generation:
+            return  # computed against an older view
+        if len(self.entries) >= self.max_entries:
+            self.entries = {}
+        self.entries[query[2:]] = (reply[2:], stat)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.entries)
