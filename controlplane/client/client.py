@@ -132,7 +132,7 @@ class Client:
             headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
-            connector = aiohttp.TCPConnector(limit=100, ssl=self._ssl if self._ssl is not None else True)
+            connector = aiohttp.TCPConnector(limit=0, ssl=self._ssl if self._ssl is not None else True)
             self._session = aiohttp.ClientSession(headers=headers, connector=connector)
         return self._session
 

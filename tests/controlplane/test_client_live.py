@@ -245,3 +245,30 @@ async def test_informer_survives_restart(quiet_cp: Any, client: Client) -> None:
         truth = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in (await client.list(PODS)).items}
         await until(lambda: model == truth)
         assert sorted(inf.keys()) == sorted(f"default/{n}" for n in truth)
+
+
+async def test_big_objects_through_watch_and_informer(client: Client) -> None:
+    async with Informer(client, PODS) as inf:
+        assert await inf.wait_synced(10)
+        big = pod("big")
+        big["metadata"]["annotations"] = {"blob": "z" * (200 * 1024)}  # one watch line > 64 KiB (limit 256 KiB)
+        await client.create(PODS, big)
+        await until(lambda: inf.get("default/big") is not None)
+        got = inf.get("default/big")
+        assert got is not None and len(got["metadata"]["annotations"]["blob"]) == 200 * 1024
+
+
+async def test_many_concurrent_watches_do_not_starve_requests(client: Client) -> None:
+    rv = (await client.list(PODS)).resource_version
+    streams = [client.watch(PODS, resource_version=rv, timeout_seconds=30) for _ in range(120)]
+    firsts = [asyncio.ensure_future(s.__anext__()) for s in streams]
+    try:
+        await asyncio.sleep(0.5)
+        await asyncio.wait_for(client.create(PODS, pod("x")), 10)  # a pool limit would block here
+        done = await asyncio.wait_for(asyncio.gather(*firsts), 20)
+        assert all(ev.object["metadata"]["name"] == "x" for ev in done)
+    finally:
+        for f in firsts:
+            f.cancel()
+        for s in streams:
+            await s.aclose()  # type: ignore[attr-defined]
