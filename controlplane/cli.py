@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-cidr-mask-size", type=int, default=None, help="per-node pod CIDR size (nodeipam)")
     p.add_argument("--history", type=int, default=100_000, help="watch history kept, in events")
     p.add_argument("--bookmark-interval", type=float, default=10.0, help="seconds between watch BOOKMARKs")
+    p.add_argument("--pod-gc-margin", type=float, default=30.0,
+                   help="seconds after a pod's grace period before the server deletes it itself")
     p.add_argument("--log-level", default=os.environ.get("PODNET_LOG_LEVEL", "INFO"))
     return p
 
@@ -82,6 +84,21 @@ def write_kubeconfig(path: Path, url: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+async def sweep(registry: Any, stop: asyncio.Event, margin: float, every: float = 5.0) -> None:
+    """Finish graceful pod deletions that nobody finished (see Registry.sweep_terminating_pods)."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), every)
+        except asyncio.TimeoutError:
+            pass
+        if stop.is_set():
+            return
+        try:
+            registry.sweep_terminating_pods(margin)
+        except Exception:
+            log.exception("terminating-pod sweep failed")
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -123,10 +140,12 @@ async def serve(args: argparse.Namespace) -> int:
     if args.node_cidr_mask_size:
         options["node_cidr_mask_size"] = args.node_cidr_mask_size
     client, tasks = await controllers.start(names, url, stop, options)
+    sweeper = asyncio.create_task(sweep(registry, stop, args.pod_gc_margin))
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
+        await sweeper
         api.stopping.set()
         hub.close_all()
         await controllers.stop_all(client, tasks)

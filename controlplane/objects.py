@@ -5,6 +5,7 @@ No I/O; every function returns new values or works on a copy the caller owns.
 
 from __future__ import annotations
 
+import calendar
 import json
 import random
 import string
@@ -24,8 +25,16 @@ SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePe
                "selfLink")
 
 
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def now(offset: float = 0) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset))
+
+
+def parse_time(text: str) -> float | None:
+    """Seconds since the epoch of an RFC 3339 timestamp as the server writes them (UTC, "Z")."""
+    try:
+        return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+    except (TypeError, ValueError):
+        return None
 
 
 def new_uid() -> str:
@@ -172,6 +181,41 @@ def prepare_create(res: Resource, obj: JSON) -> None:
             status["qosClass"] = "BestEffort"
     elif res.kind == "Service" and not isinstance(obj.get("status"), dict):
         obj["status"] = {"loadBalancer": {}}
+
+
+def pod_grace(pod: JSON, options: JSON, node_exists: bool) -> int:
+    """Seconds of graceful deletion for a pod (upstream CheckGracefulDelete): the DeleteOptions'
+    gracePeriodSeconds, else spec.terminationGracePeriodSeconds (30); 0 for unscheduled or finished
+    pods, and for pods bound to a node that does not exist (what the pod GC would do)."""
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    grace = options.get("gracePeriodSeconds")
+    if grace is None:
+        grace = spec.get("terminationGracePeriodSeconds")
+    try:
+        seconds = 30 if grace is None else int(grace)
+    except (TypeError, ValueError):
+        raise errors.BadRequest(f"invalid gracePeriodSeconds: {grace!r}") from None
+    if seconds < 0:
+        seconds = 1
+    if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed") or not node_exists:
+        return 0
+    return seconds
+
+
+def mark_graceful(obj: JSON, grace: int) -> JSON | None:
+    """The object marked for deletion in `grace` seconds, or None when an earlier mark stands."""
+    m = obj.get("metadata") or {}
+    current = m.get("deletionGracePeriodSeconds")
+    if m.get("deletionTimestamp") and current is not None and int(current) <= grace:
+        return None
+    out = copy(obj)
+    om = meta(out)
+    om["deletionTimestamp"] = now(grace)
+    om["deletionGracePeriodSeconds"] = grace
+    if "generation" in om:
+        om["generation"] = int(om["generation"]) + 1
+    return out
 
 
 def terminating(obj: JSON) -> JSON:

@@ -225,7 +225,7 @@ class APIServer:
                 return await self.create(request, t)
             if method == "DELETE" and t.res.plural != "namespaces":
                 return await self.delete_collection(request, t)
-        elif t.watch_path and method == "GET":
+        elif method == "GET" and t.sub is None and (t.watch_path or query_bool(request, "watch")):
             return await self.watch(request, t)
         elif method == "GET":
             return self.get(request, t)

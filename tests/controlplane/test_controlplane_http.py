@@ -49,7 +49,7 @@ class HTTP:
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     server = start_controlplane(tmp_path_factory.mktemp("hcp") / "cp", free_port_number(), "--controllers", "",
-                                "--history", "50", "--bookmark-interval", "0.5")
+                                "--history", "50", "--bookmark-interval", "0.5", "--pod-gc-margin", "0")
     try:
         yield server
     finally:
@@ -237,6 +237,45 @@ def test_tables_and_status_subresource(h: HTTP) -> None:
     _, got = h.json("GET", pods(name="st") + "/status", expect=200)
     assert got["status"]["phase"] == "Running"
     h.json("DELETE", pods(name="st"), expect=200)
+
+
+def test_graceful_pod_deletion(h: HTTP) -> None:
+    h.json("POST", "/api/v1/nodes", {"metadata": {"name": "gn"}}, expect=201)
+    bound = dict(POD, metadata={"name": "g1"}, spec={"nodeName": "gn", "containers": [{"name": "c", "image": "x"}]})
+    h.json("POST", pods(), bound, expect=201)
+    _, marked = h.json("DELETE", pods(name="g1"), expect=200)
+    assert marked["metadata"]["deletionTimestamp"] and marked["metadata"]["deletionGracePeriodSeconds"] == 30
+    _, again = h.json("DELETE", pods(name="g1"), expect=200)  # a second delete changes nothing
+    assert again["metadata"]["resourceVersion"] == marked["metadata"]["resourceVersion"]
+    _, st = h.json("PATCH", pods(name="g1") + "/status", {"status": {"phase": "Running"}},
+                   "application/merge-patch+json", 200)  # the node agent may still report status
+    assert st["metadata"]["deletionTimestamp"]
+    h.json("DELETE", pods(name="g1"), {"gracePeriodSeconds": 0}, expect=200)  # the agent's final delete
+    h.json("GET", pods(name="g1"), expect=404)
+    orphan = dict(bound, metadata={"name": "g2"}, spec=dict(bound["spec"], nodeName="no-such-node"))
+    h.json("POST", pods(), orphan, expect=201)
+    h.json("DELETE", pods(name="g2"), expect=200)
+    h.json("GET", pods(name="g2"), expect=404)
+    short = dict(bound, metadata={"name": "g3"}, spec=dict(bound["spec"], terminationGracePeriodSeconds=1))
+    h.json("POST", pods(), short, expect=201)
+    _, marked = h.json("DELETE", pods(name="g3"), expect=200)
+    assert marked["metadata"]["deletionGracePeriodSeconds"] == 1
+    deadline = time.monotonic() + 15  # nobody finishes it: the server's sweep does (--pod-gc-margin 0)
+    while h.json("GET", pods(name="g3"))[0] != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    h.json("DELETE", "/api/v1/nodes/gn", expect=200)
+
+
+def test_finalizers_hold_deletion(h: HTTP) -> None:
+    h.json("POST", "/api/v1/namespaces/default/services", {"metadata": {"name": "fin", "finalizers": ["x/y"]},
+           "spec": {"ports": [{"port": 80}]}}, expect=201)
+    _, marked = h.json("DELETE", "/api/v1/namespaces/default/services/fin", expect=200)
+    assert marked["metadata"]["deletionTimestamp"]
+    h.json("GET", "/api/v1/namespaces/default/services/fin", expect=200)
+    h.json("PATCH", "/api/v1/namespaces/default/services/fin", {"metadata": {"finalizers": None}},
+           "application/merge-patch+json", 200)
+    h.json("GET", "/api/v1/namespaces/default/services/fin", expect=404)
 
 
 # ---------------------------------------------------------------- restart durability
