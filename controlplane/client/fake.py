@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import ssl
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -127,8 +128,9 @@ class _Watcher:
 
 
 class FakeAPIServer:
-    def __init__(self, port: int = 0, chunk_size: int = 0) -> None:
+    def __init__(self, port: int = 0, chunk_size: int = 0, ssl_context: ssl.SSLContext | None = None) -> None:
         self.port = port
+        self.ssl_context = ssl_context
         self.chunk_size = chunk_size
         self.objects: dict[tuple[str, str, str], JSON] = {}  # (plural, namespace, name) -> object
         self.history: list[tuple[int, Resource, str, JSON]] = []  # (rv, resource, type, object)
@@ -141,7 +143,7 @@ class FakeAPIServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -149,7 +151,7 @@ class FakeAPIServer:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context)
         await site.start()
         if not self.port:
             server = site._server
