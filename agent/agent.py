@@ -51,6 +51,7 @@ class Options:
     restart_backoff: float = 10.0
     labels: dict[str, str] = field(default_factory=dict)
     max_parallel_cni: int = 8
+    cni_daemon_socket: str = ""
 
 
 class Agent:
@@ -255,7 +256,8 @@ class Agent:
 
     def _write_cni_conf(self) -> None:
         conf = render_conflist("podnet", self.pod_cidr, data_dir=str(Path(self.opts.root_dir) / "ipam"),
-                               plugin=self.opts.cni_plugin, ipam=self.opts.cni_ipam)
+                               plugin=self.opts.cni_plugin, ipam=self.opts.cni_ipam,
+                               daemon_socket=self.opts.cni_daemon_socket)
         d = Path(self.opts.cni_conf_dir)
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / ".10-podnet.conflist.tmp"

@@ -199,7 +199,7 @@ def network_to_dict(net: NetworkConfig) -> dict[str, Any]:
 
 def render_conflist(name: str, pod_cidr: str, *, bridge: str = "cni0", data_dir: str = "",
                     plugin: str = "podnet-bridge", ipam: str = "podnet-ipam", mtu: int = 0,
-                    ip_masq: bool = False, cni_version: str = "1.0.0") -> dict[str, Any]:
+                    ip_masq: bool = False, cni_version: str = "1.0.0", daemon_socket: str = "") -> dict[str, Any]:
     """The conflist the agent writes for its podCIDR (kubenet-style: bridge + host-local IPAM)."""
     ipam_conf: dict[str, Any] = {"type": ipam, "ranges": [[{"subnet": pod_cidr}]]}
     if data_dir:
@@ -208,4 +208,6 @@ def render_conflist(name: str, pod_cidr: str, *, bridge: str = "cni0", data_dir:
                                    "ipMasq": ip_masq, "hairpinMode": True, "ipam": ipam_conf}
     if mtu:
         bridge_conf["mtu"] = mtu
+    if daemon_socket:
+        bridge_conf["daemonSocket"] = daemon_socket  # podnet-bridge's node-local fast path
     return {"cniVersion": cni_version, "name": name, "plugins": [bridge_conf]}
