@@ -69,15 +69,18 @@ class Records:
         """SRV records (priority 0, weight 100/N as CoreDNS) with the targets' A/AAAA in additional."""
         if not targets:
             return nodata(self)
-        weight = 100 // len(targets)
+        merged: dict[tuple[int, str], list[IPAddress]] = {}  # one SRV per (port, target) (RFC 2181 5)
+        for port, target, ips in targets:
+            merged.setdefault((port, target), []).extend(ips)
+        weight = 100 // len(merged)
         answer = [RR(qname, QTYPE.SRV, ttl=self.ttl, rdata=SRV(0, weight, port, target))
-                  for port, target, _ in targets]
+                  for port, target in merged]
+        by_target: dict[str, dict[IPAddress, None]] = {}
+        for (_, target), ips in merged.items():
+            by_target.setdefault(target, {}).update(dict.fromkeys(ips))
         additional: list[RR] = []
-        seen: set[str] = set()
-        for _, target, ips in targets:
-            if target not in seen:
-                seen.add(target)
-                additional.extend(self.addresses(target, QTYPE.ANY, ips))
+        for target, addrs in by_target.items():
+            additional.extend(self.addresses(target, QTYPE.ANY, addrs))
         return Result(RCODE.NOERROR, answer, [], additional)
 
     # ---------------------------------------------------------------- names
