@@ -43,8 +43,10 @@ def apply_merge_patch(obj: Any, patch: Any) -> Any:
 # ------------------------------------------------------------------ RFC 6902 JSON patch
 
 def _json_patch_error(msg: str) -> errors.Invalid:
-    # kube-apiserver answers a patch that does not apply with a 422 whose message is the library's
-    return errors.Invalid(msg)
+    """kube-apiserver answers a JSON patch that does not apply with a generic 422 (reason Invalid)
+    carrying the library's error as its one cause; the message also names it, to be clear."""
+    return errors.Invalid(f"the server rejected our request due to an error in our request: {msg}",
+                          causes=(errors.Cause("", msg, ""),))
 
 
 def _pointer(path: Any) -> list[str]:
