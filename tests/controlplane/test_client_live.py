@@ -272,3 +272,27 @@ async def test_many_concurrent_watches_do_not_starve_requests(client: Client) ->
             f.cancel()
         for s in streams:
             await s.aclose()  # type: ignore[attr-defined]
+
+
+async def test_informer_field_selectors(client: Client) -> None:
+    await client.create(NODES, {"metadata": {"name": "n1"}})
+    await client.create(NODES, {"metadata": {"name": "n2"}})
+    await client.create(PODS, pod("a", node="n1"))
+    async with Informer(client, NODES, field_selector="metadata.name=n1") as node, \
+            Informer(client, PODS, field_selector="spec.nodeName=n1") as pods:
+        assert await node.wait_synced(10) and await pods.wait_synced(10)
+        assert node.keys() == ["n1"] and pods.keys() == ["default/a"]
+        await asyncio.sleep(0.2)
+        await client.patch(NODES, "n2", {"metadata": {"labels": {"x": "1"}}})
+        await client.patch(NODES, "n1", {"metadata": {"labels": {"x": "1"}}})
+        await client.create(PODS, pod("b", node="n2"))
+        await client.create(PODS, pod("c", node="n1"))
+        await until(lambda: pods.keys() == ["default/a", "default/c"])
+        await until(lambda: (node.get("n1") or {}).get("metadata", {}).get("labels") == {"x": "1"})
+        assert node.keys() == ["n1"]
+        # a pod on an existing node is deleted gracefully (deletionTimestamp, a MODIFIED event) ...
+        await client.delete(PODS, "a", namespace="default")
+        await until(lambda: bool((pods.get("default/a") or {}).get("metadata", {}).get("deletionTimestamp")))
+        # ... and removed by a delete with gracePeriodSeconds=0 (what the node agent does)
+        await client.delete(PODS, "a", namespace="default", grace_period_seconds=0)
+        await until(lambda: pods.keys() == ["default/c"])
