@@ -113,6 +113,33 @@ def wants_table(request: web.Request) -> bool:
     return False
 
 
+def include_object(request: web.Request) -> str:
+    value = request.query.get("includeObject", "Metadata") or "Metadata"
+    if value not in ("None", "Metadata", "Object"):
+        raise errors.BadRequest(f'includeObject: Unsupported value: "{value}": supported values: "None", '
+                                '"Metadata", "Object"')
+    return value
+
+
+Encoder = Callable[[JSON, str, str], bytes]  # (object, event type, raw JSON of the object) -> stream line
+
+
+def plain_line(obj: JSON, type_: str, raw: str) -> bytes:
+    return f'{{"type":"{type_}","object":{raw or dumps(obj)}}}\n'.encode()
+
+
+def table_encoder(res: Resource, include: str) -> Encoder:
+    """Watch events as one-row Tables, as upstream answers watches that Accept as=Table."""
+    table = partner("table")
+    assert table is not None
+
+    def encode(obj: JSON, type_: str, raw: str) -> bytes:
+        rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+        return dumps({"type": type_, "object": table.render_table(res, [obj], rv, include_object=include)}
+                     ).encode() + b"\n"
+    return encode
+
+
 class APIServer:
     def __init__(self, registry: Registry, hub: Hub, bookmark_interval: float = 10.0) -> None:
         self.registry = registry
@@ -246,7 +273,8 @@ class APIServer:
         if wants_table(request) and status == 200:
             table = partner("table")
             assert table is not None
-            return json_response(table.render_table(t.res, [obj], str(self.registry.store.rv)))
+            return json_response(table.render_table(t.res, [obj], str(self.registry.store.rv),
+                                                    include_object=include_object(request)))
         return json_response(obj, status)
 
     def get(self, request: web.Request, t: Target) -> web.Response:
@@ -262,7 +290,8 @@ class APIServer:
         if wants_table(request):
             table = partner("table")
             assert table is not None
-            return json_response(table.render_table(t.res, [e.obj for e in entries], str(rv)))
+            return json_response(table.render_table(t.res, [e.obj for e in entries], str(rv),
+                                                    include_object=include_object(request)))
         head = (f'{{"kind":"{t.res.list_kind}","apiVersion":"{t.res.api_version}",'
                 f'"metadata":{{"resourceVersion":"{rv}"}},"items":[')
         body = head + ",".join(e.raw for e in entries) + "]}"
@@ -356,6 +385,7 @@ class APIServer:
             raise errors.BadRequest(f"invalid timeoutSeconds: {q.get('timeoutSeconds')!r}") from None
         bookmarks = query_bool(request, "allowWatchBookmarks")
         send_initial = query_bool(request, "sendInitialEvents")
+        encode = table_encoder(t.res, include_object(request)) if wants_table(request) else None
         resp = web.StreamResponse(status=200, headers={"Content-Type": JSON_TYPE, "Cache-Control": "no-cache"})
         resp.enable_chunked_encoding()
         # snapshot + subscribe happen with no await in between: no event is lost or doubled
@@ -376,7 +406,7 @@ class APIServer:
             await resp.prepare(request)
             chunk: list[bytes] = []
             for entry in initial:
-                chunk.append(f'{{"type":"ADDED","object":{entry.raw}}}\n'.encode())
+                chunk.append((encode or plain_line)(entry.obj, "ADDED", entry.raw))
                 if len(chunk) >= 200:
                     await resp.write(b"".join(chunk))
                     chunk = []
@@ -384,7 +414,7 @@ class APIServer:
                 await resp.write(b"".join(chunk))
             if send_initial and bookmarks:
                 await resp.write(self._bookmark(t.res, start_rv, initial_end=True))
-            await self._stream(resp, watcher, t.res, timeout, bookmarks)
+            await self._stream(resp, watcher, t.res, timeout, bookmarks, encode)
         except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -396,7 +426,7 @@ class APIServer:
         return resp
 
     async def _stream(self, resp: web.StreamResponse, watcher: Any, res: Resource, timeout: float,
-                      bookmarks: bool) -> None:
+                      bookmarks: bool, encode: Encoder | None) -> None:
         deadline = time.monotonic() + timeout
         next_bookmark = time.monotonic() + self.bookmark_interval
         while not self.stopping.is_set():
@@ -412,7 +442,10 @@ class APIServer:
             if batch is None:
                 return
             if batch:
-                await resp.write(b"".join(ev.line(typ) for ev, typ in batch))
+                if encode is None:
+                    await resp.write(b"".join(ev.line(typ) for ev, typ in batch))
+                else:
+                    await resp.write(b"".join(encode(ev.obj, typ, ev.raw) for ev, typ in batch))
             elif bookmarks and time.monotonic() >= next_bookmark:
                 await resp.write(self._bookmark(res, self.registry.store.rv))
                 next_bookmark = time.monotonic() + self.bookmark_interval
