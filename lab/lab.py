@@ -191,6 +191,37 @@ class Lab:
             await _until(deadline, dns_ready, "the kube-dns pods to be Ready", self)
             self.say(f"cluster DNS: kube-dns Service {topo.CLUSTER_DNS} with 2 pods Ready")
 
+    def restart(self, role: str) -> int:
+        """Stop one lab process (e.g. node-1-agent) by pid and start it again; returns the new pid."""
+        argv = self._argv_of(role)
+        for p in self.state.processes:
+            if p["role"] == role and _alive(p):
+                os.killpg(int(p["pid"]), signal.SIGTERM)
+                deadline = time.monotonic() + 10
+                while _alive(p) and time.monotonic() < deadline:
+                    self._reap()
+                    time.sleep(0.05)
+                if _alive(p):
+                    os.killpg(int(p["pid"]), signal.SIGKILL)
+        self.state.processes = [p for p in self.state.processes if p["role"] != role]
+        node = next((n for n in self.t.nodes if role.startswith(n.name + "-")), None)
+        return self._spawn(role, node.netns if node else self.t.hub, argv).pid
+
+    def _argv_of(self, role: str) -> list[str]:
+        for n in self.t.nodes:
+            if role == f"{n.name}-agent":
+                return topo.agent_argv(self.t, n)
+            if role == f"{n.name}-proxy":
+                return topo.proxy_argv(self.t, n)
+            if role == f"{n.name}-cni":
+                return topo.cni_daemon_argv(n)
+        if role == "controlplane":
+            return topo.controlplane_argv(self.t)
+        raise LabError(f"no lab process {role!r}")
+
+    def pid_of(self, role: str) -> int:
+        return next((int(p["pid"]) for p in self.state.processes if p["role"] == role and _alive(p)), 0)
+
     # -- down -------------------------------------------------------------------------------------
     def down(self) -> list[str]:
         """Remove every process, namespace and file of the lab; returns what was removed."""
