@@ -122,10 +122,11 @@ class Daemon:
         try:
             conn.settimeout(30)
             refusal = self._peer_refusal(conn)
+            data = _read_all(conn)  # read it all even when refusing: closing unread data resets
             if refusal:
                 conn.sendall(b"FALLBACK " + refusal.encode() + b"\n")
                 return
-            env, stdin = decode_request(_read_all(conn))
+            env, stdin = decode_request(data)
             what = f"{env.get('CNI_COMMAND', '?')} {env.get('CNI_CONTAINERID', '')}/{env.get('CNI_IFNAME', '')}"
             buf = io.StringIO()
             self.stderr.local.buf = buf

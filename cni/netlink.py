@@ -29,6 +29,7 @@ IFA_F_NODAD = 0x02
 _libc = ctypes.CDLL(None, use_errno=True)
 BRIDGE_LOCK = threading.Lock()   # bridge create/address races between daemon threads
 FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+ZERO_MAC = "00:00:00:00:00:00"
 
 
 class NetnsGone(Exception):
@@ -135,6 +136,9 @@ def ensure_bridge(ipr: IPRoute, name: str, mtu: int, promisc: bool, vlan: int) -
         try:
             ipr.link("add", **kwargs)
         except NetlinkError as exc:
+            if vlan and _errno(exc) == errno.EOPNOTSUPP:
+                raise CNIError(INTERNAL, f"could not add {name!r}: vlan needs bridge VLAN filtering, "
+                               "which this kernel does not support", str(exc)) from None
             if _errno(exc) != errno.EEXIST:
                 raise CNIError(INTERNAL, f"could not add {name!r}", str(exc)) from None
         info = get_link(ipr, name)
@@ -235,13 +239,13 @@ def addresses(ipr: IPRoute, index: int, family: int = 0) -> list[tuple[str, int]
             if not str(a.get("IFA_ADDRESS")).startswith("fe80:")]
 
 
-def ensure_gateway(ipr: IPRoute, bridge: Bridge, gw: Any, force: bool) -> None:
+def ensure_gateway(ipr: IPRoute, bridge: Bridge, gw: Any, force: bool) -> str:
     """Put gw/prefix on the bridge; a different IPv4 (or overlapping IPv6) is an error unless forceAddress."""
     family = gw.version
     for addr, plen in addresses(ipr, bridge.index, family):
         have = ipaddress.ip_interface(f"{addr}/{plen}")
         if have == gw:
-            return
+            return ""
         if family == 4 or gw.ip in have.network or have.ip in gw.network:
             if not force:
                 raise CNIError(ADDRESS_CONFLICT, f"{bridge.name!r} already has an IP address different from {gw}",
@@ -254,7 +258,11 @@ def ensure_gateway(ipr: IPRoute, bridge: Bridge, gw: Any, force: bool) -> None:
         if _errno(exc) != errno.EEXIST:
             raise CNIError(INTERNAL, f"could not add IP address to {bridge.name!r}", str(exc)) from None
     # pin the bridge MAC, otherwise it follows the lowest port MAC as veths come and go
-    ipr.link("set", index=bridge.index, address=bridge.mac)
+    # (a bridge without ports reports 00:00:00:00:00:00, so read it now that ours is enslaved)
+    mac = str(link_info(ipr, bridge.index).get("IFLA_ADDRESS"))
+    if mac != ZERO_MAC:
+        ipr.link("set", index=bridge.index, address=mac)
+    return mac
 
 
 def enable_forwarding(family: int) -> None:

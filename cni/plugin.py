@@ -71,10 +71,11 @@ def _add(req: Request, conf: BridgeConf, env: Mapping[str, str], node: IPRoute, 
                 masq_job = iptables.Job(masq.render_setup(conf.net.name, req.container_id,
                                                           [ipc.address for ipc in planned.ips]))
             container = netlink.configure_pod(pod, req.ifname, planned.ips, planned.routes, req.netns)
+            pinned = ""
             if conf.is_gateway and gateways:
                 with netlink.BRIDGE_LOCK:
                     for gw in gateways:
-                        netlink.ensure_gateway(node, bridge, gw.address, conf.force_address)
+                        pinned = netlink.ensure_gateway(node, bridge, gw.address, conf.force_address) or pinned
                 for family in sorted({gw.address.version for gw in gateways}):
                     netlink.enable_forwarding(family)
             if masq_job is not None:
@@ -88,7 +89,9 @@ def _add(req: Request, conf: BridgeConf, env: Mapping[str, str], node: IPRoute, 
     except BaseException:
         netlink.delete_link(node, host.name)
         raise
-    bridge_if = Interface(bridge.name, bridge.mac)
+    # the bridge MAC may have followed our port (or been pinned) since ensure_bridge read it
+    mac = pinned or str(netlink.link_info(node, bridge.index).get("IFLA_ADDRESS"))
+    bridge_if = Interface(bridge.name, mac)
     result = build_result(planned, bridge_if, host, container)
     prev = parse_result(conf.net.prev_result) if conf.net.prev_result else None
     return render_result(merge_prev(prev, result), conf.net.cni_version)
