@@ -15,7 +15,7 @@ from aiohttp import web
 
 from controlplane import discovery, errors
 from controlplane.registry import APPLY, PATCH_TYPES, Registry, decode_json, decode_yaml, partner, rkey
-from controlplane.resources import PODS, Resource, lookup
+from controlplane.resources import ALL, PODS, Resource, lookup
 from controlplane.state import Entry, dumps, parse_rv, replay
 from controlplane.watch import Hub
 
@@ -146,6 +146,7 @@ class APIServer:
         self.hub = hub
         self.bookmark_interval = bookmark_interval
         self.stopping = asyncio.Event()
+        self.requests: dict[tuple[str, int], int] = {}
 
     # ------------------------------------------------------------------ app
 
@@ -153,6 +154,7 @@ class APIServer:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self.errors_middleware])
         r = app.router
         r.add_get("/version", lambda req: self._json(discovery.version_info()))
+        r.add_get("/metrics", self.metrics)
         for path in ("/healthz", "/livez", "/readyz"):
             r.add_get(path, self.health)
             r.add_get(path + "/{check:.*}", self.health)
@@ -171,6 +173,13 @@ class APIServer:
     @web.middleware
     async def errors_middleware(self, request: web.Request,
                                 handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        resp = await self._handle(request, handler)
+        key = (request.method, resp.status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        return resp
+
+    async def _handle(self, request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         try:
             return await handler(request)
         except errors.APIError as err:
@@ -193,6 +202,21 @@ class APIServer:
 
     async def not_found(self, request: web.Request) -> web.Response:
         raise not_found_path()
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text: requests by method and code, watchers, objects, resourceVersion."""
+        store = self.registry.store
+        lines = ["# TYPE podnet_apiserver_requests_total counter"]
+        for (method, code), n in sorted(self.requests.items()):
+            lines.append(f'podnet_apiserver_requests_total{{method="{method}",code="{code}"}} {n}')
+        lines += ["# TYPE podnet_apiserver_watchers gauge", f"podnet_apiserver_watchers {self.hub.count}",
+                  "# TYPE podnet_apiserver_objects gauge"]
+        for res in ALL:
+            lines.append(f'podnet_apiserver_objects{{resource="{res.plural}"}} {store.index.count(rkey(res))}')
+        lines += ["# TYPE podnet_apiserver_resource_version gauge", f"podnet_apiserver_resource_version {store.rv}",
+                  "# TYPE podnet_apiserver_watch_history_events gauge",
+                  f"podnet_apiserver_watch_history_events {len(store.history)}"]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -414,7 +438,7 @@ class APIServer:
                 await resp.write(b"".join(chunk))
             if send_initial and bookmarks:
                 await resp.write(self._bookmark(t.res, start_rv, initial_end=True))
-            await self._stream(resp, watcher, t.res, timeout, bookmarks, encode)
+            await self._stream(request, resp, watcher, t.res, timeout, bookmarks, encode)
         except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -425,7 +449,8 @@ class APIServer:
             pass
         return resp
 
-    async def _stream(self, resp: web.StreamResponse, watcher: Any, res: Resource, timeout: float,
+    async def _stream(self, request: web.Request, resp: web.StreamResponse, watcher: Any, res: Resource,
+                      timeout: float,
                       bookmarks: bool, encode: Encoder | None) -> None:
         deadline = time.monotonic() + timeout
         next_bookmark = time.monotonic() + self.bookmark_interval
@@ -440,6 +465,9 @@ class APIServer:
                 wait = min(wait, max(0.0, next_bookmark - now))
             batch = await watcher.next_batch(min(wait, 1.0))
             if batch is None:
+                return
+            transport = request.transport
+            if transport is None or transport.is_closing():  # the client went away
                 return
             if batch:
                 if encode is None:

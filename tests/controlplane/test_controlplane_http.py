@@ -324,3 +324,32 @@ def test_sigterm_is_clean(tmp_path: Path) -> None:
     assert server.proc.wait(10) == 0
     kubeconfig = (tmp_path / "cp" / "kubeconfig").read_text()
     assert f"server: http://127.0.0.1:{server.port}" in kubeconfig and "current-context: podnet" in kubeconfig
+
+
+def test_abandoned_watches_are_dropped(cp: ControlPlane, h: HTTP) -> None:
+    import socket
+
+    def watchers() -> int:
+        status, _, raw = h.req("GET", "/metrics")
+        assert status == 200
+        for line in raw.decode().splitlines():
+            if line.startswith("podnet_apiserver_watchers "):
+                return int(float(line.split()[1]))
+        raise AssertionError(raw)
+
+    base = watchers()
+    socks = []
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", cp.port))
+        s.sendall(b"GET /api/v1/nodes?watch=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        socks.append(s)
+    deadline = time.monotonic() + 10
+    while watchers() < base + 20:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for s in socks:
+        s.close()
+    deadline = time.monotonic() + 10
+    while watchers() > base:
+        assert time.monotonic() < deadline, watchers()
+        time.sleep(0.1)
