@@ -59,7 +59,7 @@ class ObjectList:
 
 
 _BY_CODE: dict[int, type[errors.APIError]] = {
-    c.code: c for c in (errors.BadRequest, errors.Unauthorized, errors.NotFound, errors.MethodNotAllowed,
+    c.code: c for c in (errors.BadRequest, errors.Unauthorized, errors.Forbidden, errors.NotFound, errors.MethodNotAllowed,
                         errors.Conflict, errors.Gone, errors.UnsupportedMediaType, errors.Invalid,
                         errors.Timeout)
 }

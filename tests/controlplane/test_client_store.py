@@ -136,7 +136,8 @@ def test_status_error_mapping() -> None:
     assert type(plain) is errors.APIError and plain.code == 502 and "oops" in plain.message
     assert isinstance(status_error("no", 404), errors.NotFound)
     forbidden = status_error({"kind": "Status", "reason": "Forbidden", "code": 403, "message": "no"}, 403)
-    assert forbidden.code == 403 and forbidden.reason == "Forbidden"
+    assert isinstance(forbidden, errors.Forbidden) and forbidden.code == 403
+    assert isinstance(status_error("denied", 403), errors.Forbidden)
 
 
 KUBECONFIG = """
