@@ -13,7 +13,6 @@ usable IP is the `kubernetes` Service's and is never handed out dynamically.
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 import random
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any, Iterable, Union
 
 from controlplane import errors
 from controlplane.errors import Cause
-from controlplane.validation import NEEDS_NODE_PORTS, fmt_value, prepare_service_update
+from controlplane.validation import NEEDS_NODE_PORTS, copy_json, fmt_value, prepare_service_update
 
 JSON = dict[str, Any]
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -165,7 +164,7 @@ class ServiceAllocator:
         Also applies upstream's update preparation: keep the old clusterIP and nodePorts when the
         new object leaves them empty, drop them on a type change that no longer needs them.
         """
-        svc = copy.deepcopy(new)
+        svc = copy_json(new)
         spec = svc.get("spec")
         if not isinstance(spec, dict):
             return svc, AllocationPlan()

@@ -12,13 +12,13 @@ upstream types; lists not named there are replaced whole, maps always merge.
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from controlplane import errors
+from controlplane.validation import copy_json
 
 JSON = dict[str, Any]
 
@@ -28,15 +28,15 @@ JSON = dict[str, Any]
 def apply_merge_patch(obj: Any, patch: Any) -> Any:
     """RFC 7386: maps merge recursively, null deletes, anything else replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out: JSON = copy.deepcopy(obj) if isinstance(obj, dict) else {}
+        return copy_json(patch)
+    out: JSON = copy_json(obj) if isinstance(obj, dict) else {}
     for key, value in patch.items():
         if value is None:
             out.pop(key, None)
         elif isinstance(value, dict):
             out[key] = apply_merge_patch(out.get(key), value)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = copy_json(value)
     return out
 
 
@@ -157,18 +157,18 @@ def apply_json_patch(obj: Any, ops: Any) -> Any:
     """RFC 6902 add/remove/replace/move/copy/test with JSON pointer escaping (~0, ~1)."""
     if not isinstance(ops, list):
         raise errors.BadRequest("json patch must be a list of operations")
-    doc = copy.deepcopy(obj)
+    doc = copy_json(obj)
     for op in ops:
         if not isinstance(op, dict):
             raise errors.BadRequest(f"json patch operation must be an object, got {op!r}")
         kind = op.get("op")
         path = _op_field(op, "path")
         if kind == "add":
-            doc = _add(doc, path, copy.deepcopy(_op_field(op, "value")))
+            doc = _add(doc, path, copy_json(_op_field(op, "value")))
         elif kind == "remove":
             doc, _ = _remove(doc, path)
         elif kind == "replace":
-            doc = _replace(doc, path, copy.deepcopy(_op_field(op, "value")))
+            doc = _replace(doc, path, copy_json(_op_field(op, "value")))
         elif kind == "move":
             src = _op_field(op, "from")
             if path != src and path.startswith(src + "/"):
@@ -176,7 +176,7 @@ def apply_json_patch(obj: Any, ops: Any) -> Any:
             doc, value = _remove(doc, src)
             doc = _add(doc, path, value)
         elif kind == "copy":
-            doc = _add(doc, path, copy.deepcopy(_get(doc, _op_field(op, "from"))))
+            doc = _add(doc, path, copy_json(_get(doc, _op_field(op, "from"))))
         elif kind == "test":
             if _get(doc, path) != _op_field(op, "value"):
                 raise _json_patch_error(f"testing value {path} failed: test failed")
@@ -318,7 +318,7 @@ class _SMP:
                 out[key] = self.merge_list(base if isinstance(base, list) else [], value, sub,
                                            orders.get(key))
             else:
-                out[key] = copy.deepcopy(value)
+                out[key] = copy_json(value)
         for key, order in orders.items():
             if key not in patch and isinstance(out.get(key), list):
                 out[key] = self.merge_list(out[key], [], path + (key,), order)
@@ -354,7 +354,7 @@ class _SMP:
     def merge_keyed(self, original: list[Any], patch: list[Any], path: tuple[str, ...], key: str,
                     order: Any) -> list[Any]:
         # (position in original or None for new items, value); None values are deleted items
-        items: list[tuple[int | None, Any]] = [(i, copy.deepcopy(x)) for i, x in enumerate(original)]
+        items: list[tuple[int | None, Any]] = [(i, copy_json(x)) for i, x in enumerate(original)]
         touched: list[int] = []  # indices into items the patch mentions, in patch order
         for elem in patch:
             if not isinstance(elem, dict):
@@ -408,7 +408,7 @@ class _SMP:
             return {k: self.clean(v) for k, v in value.items() if not k.startswith("$") and v is not None}
         if isinstance(value, list):
             return [self.clean(x) for x in value if not _is_directive_item(x)]
-        return copy.deepcopy(value)
+        return copy_json(value)
 
 
 def _is_directive_item(x: Any) -> bool:
@@ -454,7 +454,7 @@ def apply_strategic_merge_patch(obj: JSON, patch: Any, kind: str) -> JSON:
     merged = _SMP(kind).merge_map(obj if isinstance(obj, dict) else {}, patch, ())
     if merged is None:
         raise errors.BadRequest("strategic merge patch: $patch: delete of the whole object is not allowed")
-    return copy.deepcopy(merged)
+    return copy_json(merged)
 
 
 # ------------------------------------------------------------------ server-side apply
@@ -625,7 +625,7 @@ def apply_server_side(live: JSON | None, applied: JSON, kind: str, field_manager
         meta.pop(key, None)
     owned = field_set(body, kind)
     if live is None:
-        out = copy.deepcopy(body)
+        out = copy_json(body)
         out.setdefault("metadata", {})["managedFields"] = [_entry(field_manager, api_version, owned, now)]
         return out
     entries = [e for e in (live.get("metadata") or {}).get("managedFields") or [] if isinstance(e, dict)]
@@ -651,7 +651,7 @@ def apply_server_side(live: JSON | None, applied: JSON, kind: str, field_manager
     if conflicts and not force:
         raise _ssa_conflict(conflicts)
     forced = {p for _, p in conflicts}
-    out = copy.deepcopy(live)
+    out = copy_json(live)
     still_owned = set().union(*(f for _, f in others)) - forced if others else set()
     _remove_paths(out, previous - owned - still_owned, kind)
     merged = apply_strategic_merge_patch(out, body, kind)
@@ -664,7 +664,7 @@ def apply_server_side(live: JSON | None, applied: JSON, kind: str, field_manager
     merged_meta = merged.setdefault("metadata", {})
     for key in _IDENTITY:
         if key in (live.get("metadata") or {}):
-            merged_meta[key] = copy.deepcopy(live["metadata"][key])
+            merged_meta[key] = copy_json(live["metadata"][key])
     merged_meta["managedFields"] = mf
     return merged
 
@@ -678,7 +678,7 @@ def record_update(old: JSON | None, new: JSON, kind: str, field_manager: str, *,
     if old:
         changed |= {p for p in field_set(new, kind) & field_set(old, kind)
                     if _resolve(new, p, kind)[0] != _resolve(old, p, kind)[0]}
-    out = copy.deepcopy(new)
+    out = copy_json(new)
     meta = out.setdefault("metadata", {})
     entries = [e for e in meta.get("managedFields") or [] if isinstance(e, dict)]
     mf: list[JSON] = []
