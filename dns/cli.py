@@ -112,12 +112,23 @@ async def _start_http(args: argparse.Namespace, server: DNSServer, sync: Any) ->
     return [await serve(listen, r) for listen, r in listens.items()]
 
 
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: a worker gets SIGTERM when the parent dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def _spawn_workers(argv: list[str], n: int) -> list[int]:
     """Fork n-1 extra worker processes (each runs its own loop, informers and sockets)."""
     pids = []
     for i in range(1, n):
         pid = os.fork()
         if pid == 0:
+            _die_with_parent()
             args = parse_args(argv)
             try:
                 code = asyncio.run(run(args, worker=i))

@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Callable
 
 from controlplane.client import Client, Informer, ObjectList, WatchEvent
 from controlplane.model import parse_endpoint_slice, parse_pod, parse_service
-from controlplane.resources import ENDPOINTSLICES, PODS, SERVICES, Resource
+from controlplane.resources import ENDPOINTSLICES, NAMESPACES, PODS, SERVICES, Resource
 from dns.view import ClusterView, ViewBuilder, slice_info, svc_info
 
 log = logging.getLogger("podnet.dns.sync")
@@ -56,9 +56,24 @@ class CompactClient:
         self.client = client
 
     async def list(self, resource: Resource, **kw: Any) -> ObjectList:
-        kw.setdefault("limit", 500)
-        lst = await self.client.list(resource, **kw)
-        return ObjectList([compact(resource, o) for o in lst.items], lst.resource_version, lst.kind, lst.api_version)
+        """List namespace by namespace, compacting each before fetching the next, so the full
+        objects of the whole cluster never sit in memory together (the server does not page).
+
+        The lists are taken one after another, so the watch resumes from the namespace list's
+        resourceVersion (the oldest): events after it, including objects of namespaces created
+        since, are replayed over the (possibly newer) listed state, which converges to the same
+        store (ADDED/MODIFIED are upserts, DELETED removes)."""
+        if kw.get("namespace") is not None or not resource.namespaced:
+            lst = await self.client.list(resource, **kw)
+            return ObjectList([compact(resource, o) for o in lst.items], lst.resource_version, lst.kind,
+                              lst.api_version)
+        namespaces = await self.client.list(NAMESPACES)
+        items: list[JSON] = []
+        for ns in sorted(str((o.get("metadata") or {}).get("name", "")) for o in namespaces.items):
+            lst = await self.client.list(resource, **{**kw, "namespace": ns})
+            items.extend(compact(resource, o) for o in lst.items)
+            del lst
+        return ObjectList(items, namespaces.resource_version)
 
     async def watch(self, resource: Resource, **kw: Any) -> AsyncIterator[WatchEvent]:
         async for ev in self.client.watch(resource, **kw):

@@ -5,11 +5,12 @@ A cluster answer is a pure function of (query bytes, view), so equal bytes under
 view generation get equal replies: the hot path is `cache.get(data[2:])` and
 `data[:2] + hit` without parsing. The query's spelling (0x20 case), EDNS payload size and DO
 bit are all inside the key, so case echo and truncation are exact. The cache is cleared when
-the view changes and when it grows past its bound.
+the view changes; past its bound the oldest quarter is evicted.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
 from typing import Iterator
 
@@ -73,7 +74,7 @@ def with_id(data: bytes, ident: int) -> bytes:
 
 
 class AnswerCache:
-    """query bytes[2:] -> (reply bytes[2:], stat key); bounded, cleared per view generation."""
+    """query bytes[2:] -> (reply bytes[2:], stat key); bounded (FIFO), cleared per view generation."""
 
     def __init__(self, max_entries: int = 20000) -> None:
         self.max_entries = max_entries
@@ -88,8 +89,9 @@ class AnswerCache:
     def put(self, query: bytes, reply: bytes, stat: tuple[str, str], generation: int) -> None:
         if generation != self.generation:
             return  # computed against an older view
-        if len(self.entries) >= self.max_entries:
-            self.entries = {}
+        if len(self.entries) >= self.max_entries:  # evict the oldest quarter (dicts keep insertion order)
+            for key in list(itertools.islice(self.entries, max(1, self.max_entries // 4))):
+                del self.entries[key]
         self.entries[query[2:]] = (reply[2:], stat)
 
     def __len__(self) -> int:

@@ -39,9 +39,17 @@ def objects(n: int) -> tuple[list[JSON], list[JSON]]:
         name, ns = _svc_name(i)
         ports = [{"name": "http", "port": 80, "protocol": "TCP"}, {"name": "dns", "port": 53, "protocol": "UDP"}]
         ip = "None" if headless(i) else cluster_ip(i)
-        services.append({"metadata": {"name": name, "namespace": ns},
-                         "spec": {"clusterIP": ip, "clusterIPs": [ip], "ports": ports,
-                                  "selector": {"app": name}, "type": "ClusterIP"}})
+        for p in ports:
+            p["targetPort"] = p["port"]
+        services.append({  # what an API server returns (metadata, defaults, status), not a minimal stub
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": ns, "uid": f"6a3c1e1c-0000-4000-8000-{i:012d}",
+                         "resourceVersion": str(1000 + i), "creationTimestamp": "2024-05-01T12:00:00Z",
+                         "labels": {"app": name, "tier": "backend"}},
+            "spec": {"clusterIP": ip, "clusterIPs": [ip], "ports": ports, "selector": {"app": name},
+                     "type": "ClusterIP", "sessionAffinity": "None", "ipFamilies": ["IPv4"],
+                     "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"},
+            "status": {"loadBalancer": {}}})
         if headless(i):
             slices.append({"metadata": {"name": f"{name}-abcde", "namespace": ns,
                                         "labels": {"kubernetes.io/service-name": name}},

@@ -13,12 +13,14 @@ import json
 import signal
 
 from controlplane.client.fake import FakeAPIServer
-from controlplane.resources import ENDPOINTSLICES, SERVICES
+from controlplane.resources import ENDPOINTSLICES, NAMESPACES, SERVICES
 
 
 async def serve(path: str, port: int) -> None:
     data = json.loads(open(path).read())
     api = FakeAPIServer(port)
+    for ns in sorted({o["metadata"]["namespace"] for o in data.get("services", [])}):
+        api.put(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     for obj in data.get("services", []):
         api.put(SERVICES, obj)
     for obj in data.get("endpointslices", []):

@@ -176,8 +176,8 @@ def test_answer_cache_generation() -> None:
     c.put(b"\x00\x01other", b"\x00\x01x", ("A", "NOERROR"), 0)  # stale generation: ignored
     assert len(c) == 1
     c.put(b"\x00\x01q2", b"\x00\x01x", ("A", "NOERROR"), 1)
-    c.put(b"\x00\x01q3", b"\x00\x01x", ("A", "NOERROR"), 1)  # over the bound: cleared first
-    assert list(c) == [b"q3"]
+    c.put(b"\x00\x01q3", b"\x00\x01x", ("A", "NOERROR"), 1)  # over the bound: the oldest evicted
+    assert list(c) == [b"q2", b"q3"]
     c.reset(2)
     assert len(c) == 0
 
