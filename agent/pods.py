@@ -13,7 +13,7 @@ from agent import core
 from agent.cni import Attachment, CNIError, cni_args, network_to_dict, parse_network, result_ips
 from agent.probes import run_probe
 from agent.runtime import PodRecord, netns_name
-from agent.spec import AgentError, Container, PodSpec, Probe, parse_pod_spec
+from agent.spec import AgentError, Container, PodSpec, Probe, ProbeKind, parse_pod_spec
 from controlplane.model import parse_service
 from controlplane.resources import PODS
 
@@ -218,9 +218,32 @@ class PodWorker:
             timer.state = core.ProbeState(True)
             self.readiness.pop(c.name, None)
 
+    async def _pre_stop(self, rec: PodRecord, name: str, grace: float) -> None:
+        """Run the container's preStop hook (bounded by the grace period), as kubelet does."""
+        spec = self.spec
+        c = next((c for c in spec.containers if c.name == name), None) if spec else None
+        hook = c.pre_stop if c else None
+        if hook is None or c is None or grace <= 0:
+            return
+        try:
+            if hook.kind == "sleep":
+                await asyncio.sleep(min(hook.seconds, grace))
+            elif hook.kind == "exec":
+                probe = Probe(ProbeKind.EXEC, command=hook.command, timeout=grace)
+                await run_probe(probe, c, "", self.agent.runtime.exec_argv(rec, hook.command),
+                                {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **dict(c.env)})
+            else:
+                probe = Probe(ProbeKind.HTTP_GET, path=hook.path, port=hook.port, timeout=grace)
+                await run_probe(probe, c, rec.pod_ips[0] if rec.pod_ips else "", [], {})
+        except Exception as exc:  # noqa: BLE001 - a failing hook never blocks the kill
+            log.info("pod %s/%s container %s: preStop hook failed: %s", rec.namespace, rec.name, name, exc)
+
     async def _kill_container(self, rec: PodRecord, name: str, grace: float) -> None:
         rt = self.agent.runtime
         proc = rec.containers[name]
+        start = time.time()
+        await self._pre_stop(rec, name, grace)
+        grace = max(0.0, grace - (time.time() - start))
         rt.signal(proc, signal.SIGTERM)
         deadline = time.time() + grace
         while time.time() < deadline:

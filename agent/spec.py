@@ -46,6 +46,17 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Hook:
+    """A lifecycle handler (preStop): exec a command, sleep, or GET a URL in the pod."""
+
+    kind: str  # "exec" | "sleep" | "httpGet"
+    command: tuple[str, ...] = ()
+    seconds: float = 0.0
+    path: str = "/"
+    port: int | str = 0
+
+
+@dataclass(frozen=True)
 class Container:
     name: str
     command: tuple[str, ...]
@@ -56,6 +67,7 @@ class Container:
     liveness: Probe | None = None
     startup: Probe | None = None
     image: str = ""
+    pre_stop: Hook | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,19 @@ def _probe(raw: Mapping[str, Any] | None) -> Probe | None:
         t = raw["tcpSocket"]
         return Probe(ProbeKind.TCP_SOCKET, port=_port(t.get("port")), host=str(t.get("host") or ""), **common)  # type: ignore[arg-type]
     raise AgentError(f"probe {dict(raw)!r} has no exec, httpGet or tcpSocket handler")
+
+
+def _hook(raw: Mapping[str, Any] | None) -> Hook | None:
+    if not raw:
+        return None
+    if raw.get("exec"):
+        return Hook("exec", command=tuple(str(c) for c in raw["exec"].get("command") or ()))
+    if raw.get("sleep"):
+        return Hook("sleep", seconds=float(raw["sleep"].get("seconds") or 0))
+    if raw.get("httpGet"):
+        h = raw["httpGet"]
+        return Hook("httpGet", path=str(h.get("path") or "/"), port=_port(h.get("port")))
+    raise AgentError(f"lifecycle handler {dict(raw)!r} has no exec, sleep or httpGet")
 
 
 def _port(value: Any) -> int | str:
@@ -178,6 +203,7 @@ def parse_container(pod: Mapping[str, Any], raw: Mapping[str, Any], pod_ip: str 
         liveness=_probe(raw.get("livenessProbe")),
         startup=_probe(raw.get("startupProbe")),
         image=str(raw.get("image", "") or ""),
+        pre_stop=_hook((raw.get("lifecycle") or {}).get("preStop")),
     )
 
 

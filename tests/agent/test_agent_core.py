@@ -176,3 +176,13 @@ def test_node_status() -> None:
     assert st["addresses"][0] == {"type": "InternalIP", "address": "10.250.0.11"}
     conds = {c["type"]: c["status"] for c in st["conditions"]}
     assert conds["Ready"] == "True" and conds["MemoryPressure"] == "False"
+
+
+def test_pre_stop_hooks() -> None:
+    spec = parse_pod_spec(raw_pod(lifecycle={"preStop": {"sleep": {"seconds": 2}}}))
+    hook = spec.containers[0].pre_stop
+    assert hook is not None and hook.kind == "sleep" and hook.seconds == 2
+    spec = parse_pod_spec(raw_pod(lifecycle={"preStop": {"exec": {"command": ["nginx", "-s", "quit"]}}}))
+    assert spec.containers[0].pre_stop.command == ("nginx", "-s", "quit")  # type: ignore[union-attr]
+    with pytest.raises(AgentError, match="lifecycle handler"):
+        parse_pod_spec(raw_pod(lifecycle={"preStop": {"tcpSocket": {}}}))
