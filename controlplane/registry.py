@@ -13,12 +13,14 @@ import importlib
 import json
 import logging
 import time
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from types import ModuleType
 from typing import Any
 
 import yaml
 
-from controlplane import errors
+from controlplane import errors, schema
 from controlplane import objects as o
 from controlplane.resources import ALL, NAMESPACES, NODES, PODS, SERVICES, Resource
 from controlplane.state import ADDED, DELETED, MODIFIED, Entry, Key, WatchFilter
@@ -37,6 +39,31 @@ PATCH_TYPES = (MERGE, JSON_PATCH, STRATEGIC, APPLY)
 CREATE_ON_UPDATE = {"Endpoints", "EndpointSlice"}
 # upstream's NamespaceLifecycle admission refuses to delete these
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
+
+
+@dataclass
+class FieldCheck:
+    """fieldValidation: Strict rejects unknown fields (400), Warn collects warnings, Ignore does
+    nothing. Unknown fields are kept, not pruned; fields the stored object already had are not
+    reported again."""
+
+    mode: str = "Warn"
+    warnings: list[str] = dataclass_field(default_factory=list)
+
+    def check(self, res: Resource, new: JSON, old: JSON | None) -> None:
+        if self.mode == "Ignore":
+            return
+        unknown = schema.unknown_fields(res.kind, new)
+        if unknown and old is not None:
+            before = set(schema.unknown_fields(res.kind, old))
+            unknown = [u for u in unknown if u not in before]
+        if not unknown:
+            return
+        listed = ", ".join(f'unknown field "{u}"' for u in unknown)
+        if self.mode == "Strict":
+            raise errors.BadRequest(f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: '
+                                    f"strict decoding error: {listed}")
+        self.warnings.extend(f'unknown field "{u}"' for u in unknown)
 
 
 def partner(name: str) -> ModuleType | None:
@@ -149,7 +176,8 @@ class Registry:
 
     # ------------------------------------------------------------------ create
 
-    def create(self, res: Resource, namespace: str | None, body: Any, *, dry_run: bool = False) -> JSON:
+    def create(self, res: Resource, namespace: str | None, body: Any, *, dry_run: bool = False,
+               fields: FieldCheck | None = None) -> JSON:
         obj = o.check_type(res, body)
         o.check_namespace(res, obj, namespace)
         m = o.meta(obj)
@@ -166,9 +194,12 @@ class Registry:
                 m["name"] = generate + o.random_suffix()
                 if self.store.get(key_of(res, namespace, m["name"])) is None:
                     break
-        return self._create(res, namespace, obj, dry_run)
+        return self._create(res, namespace, obj, dry_run, fields)
 
-    def _create(self, res: Resource, namespace: str | None, obj: JSON, dry_run: bool) -> JSON:
+    def _create(self, res: Resource, namespace: str | None, obj: JSON, dry_run: bool,
+                fields: FieldCheck | None = None) -> JSON:
+        if fields is not None:
+            fields.check(res, obj, None)
         o.prepare_create(res, obj)
         obj = self._default_validate(res, obj, None)
         o.bump_generation(obj, None)
@@ -184,7 +215,8 @@ class Registry:
     # ------------------------------------------------------------------ update
 
     def update(self, res: Resource, namespace: str | None, name: str, body: Any, *,
-               subresource: str | None = None, dry_run: bool = False) -> tuple[JSON, bool]:
+               subresource: str | None = None, dry_run: bool = False,
+               fields: FieldCheck | None = None) -> tuple[JSON, bool]:
         """PUT; returns (object, created)."""
         obj = o.check_type(res, body)
         o.check_name(obj, name)
@@ -194,12 +226,15 @@ class Registry:
             if res.kind in CREATE_ON_UPDATE and subresource is None:
                 self._require_namespace(res, namespace)
                 o.meta(obj).pop("resourceVersion", None)
-                return self._create(res, namespace, obj, dry_run), True
+                return self._create(res, namespace, obj, dry_run, fields), True
             raise errors.NotFound.of(res.plural, name, res.group)
-        return self._update(res, entry, obj, subresource, dry_run), False
+        return self._update(res, entry, obj, subresource, dry_run, fields), False
 
-    def _update(self, res: Resource, entry: Entry, new: JSON, subresource: str | None, dry_run: bool) -> JSON:
+    def _update(self, res: Resource, entry: Entry, new: JSON, subresource: str | None, dry_run: bool,
+                fields: FieldCheck | None = None) -> JSON:
         old = entry.obj
+        if fields is not None:
+            fields.check(res, new, old)
         m = o.meta(new)
         rv = m.get("resourceVersion")
         if rv not in (None, "") and str(rv) != str(entry.rv):
@@ -236,7 +271,7 @@ class Registry:
 
     def patch(self, res: Resource, namespace: str | None, name: str, patch_type: str, body: bytes, *,
               subresource: str | None = None, dry_run: bool = False, field_manager: str = "",
-              force: bool = False) -> tuple[JSON, bool]:
+              force: bool = False, fields: FieldCheck | None = None) -> tuple[JSON, bool]:
         """PATCH; returns (object, created)."""
         patch = partner("patch")
         if patch is None:
@@ -255,7 +290,7 @@ class Registry:
                 self._require_namespace(res, namespace)
                 obj = patch.apply_server_side(None, applied, res.kind, field_manager, force)
                 o.meta(obj).pop("resourceVersion", None)
-                return self._create(res, namespace, obj, dry_run), True
+                return self._create(res, namespace, obj, dry_run, fields), True
             new = patch.apply_server_side(o.copy(entry.obj), applied, res.kind, field_manager, force)
         else:
             if entry is None:
@@ -275,7 +310,7 @@ class Registry:
         if o.meta(new).get("name") != name:
             raise errors.BadRequest(f"the patch may not change the name: {o.meta(new).get('name')!r}")
         o.check_namespace(res, new, namespace)
-        return self._update(res, entry, new, subresource, dry_run), False
+        return self._update(res, entry, new, subresource, dry_run, fields), False
 
     # ------------------------------------------------------------------ delete
 

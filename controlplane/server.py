@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from controlplane import discovery, errors
-from controlplane.registry import APPLY, PATCH_TYPES, Registry, decode_json, decode_yaml, partner, rkey
+from controlplane.registry import APPLY, PATCH_TYPES, FieldCheck, Registry, decode_json, decode_yaml, partner, rkey
 from controlplane.resources import ALL, PODS, Resource, lookup
 from controlplane.state import Entry, dumps, parse_rv, replay
 from controlplane.watch import Hub
@@ -76,6 +76,20 @@ def parse_target(group: str, version: str, rest: str) -> Target:
 
 def query_bool(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").lower() in TRUE
+
+
+def field_check(request: web.Request) -> FieldCheck:
+    mode = request.query.get("fieldValidation", "") or "Warn"
+    if mode not in ("Ignore", "Warn", "Strict"):
+        raise errors.BadRequest(f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", '
+                                '"Strict", "Warn"')
+    return FieldCheck(mode)
+
+
+def with_warnings(resp: web.Response, check: FieldCheck) -> web.Response:
+    for w in check.warnings:
+        resp.headers.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return resp
 
 
 def dry_run(request: web.Request) -> bool:
@@ -326,17 +340,19 @@ class APIServer:
         if t.res.namespaced and t.namespace is None:
             raise errors.MethodNotAllowed(f"create {t.res.plural} needs a namespace in the path "
                                           f"(POST {t.res.path('<namespace>')})")
-        obj = self.registry.create(t.res, t.namespace, body, dry_run=dry_run(request))
-        return json_response(obj, 201)
+        check = field_check(request)
+        obj = self.registry.create(t.res, t.namespace, body, dry_run=dry_run(request), fields=check)
+        return with_warnings(json_response(obj, 201), check)
 
     async def update(self, request: web.Request, t: Target) -> web.Response:
         assert t.name is not None
         if t.sub not in (None, "status"):
             raise errors.MethodNotAllowed(f"PUT is not allowed on {t.res.plural}/{t.sub}")
         body = await read_body(request)
+        check = field_check(request)
         obj, created = self.registry.update(t.res, t.namespace, t.name, body, subresource=t.sub,
-                                            dry_run=dry_run(request))
-        return json_response(obj, 201 if created else 200)
+                                            dry_run=dry_run(request), fields=check)
+        return with_warnings(json_response(obj, 201 if created else 200), check)
 
     async def patch(self, request: web.Request, t: Target) -> web.Response:
         assert t.name is not None
@@ -353,10 +369,11 @@ class APIServer:
         force = query_bool(request, "force")
         if force and ctype != APPLY:
             raise errors.BadRequest("force=true is only allowed for apply patches")
+        check = field_check(request)
         obj, created = self.registry.patch(
             t.res, t.namespace, t.name, ctype, raw, subresource=t.sub, dry_run=dry_run(request),
-            field_manager=request.query.get("fieldManager", ""), force=force)
-        return json_response(obj, 201 if created else 200)
+            field_manager=request.query.get("fieldManager", ""), force=force, fields=check)
+        return with_warnings(json_response(obj, 201 if created else 200), check)
 
     async def _delete_options(self, request: web.Request) -> JSON:
         raw = await request.read()

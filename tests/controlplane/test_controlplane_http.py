@@ -353,3 +353,28 @@ def test_abandoned_watches_are_dropped(cp: ControlPlane, h: HTTP) -> None:
     while watchers() > base:
         assert time.monotonic() < deadline, watchers()
         time.sleep(0.1)
+
+
+def test_field_validation_modes(h: HTTP) -> None:
+    bad = dict(POD, metadata={"name": "fv"}, spec={"containers": [{"name": "c", "image": "x", "imagee": "y"}],
+                                                   "bogus": 1})
+    _, body = h.json("POST", pods() + "?fieldValidation=Strict", bad, expect=400)
+    assert body["message"] == ('Pod in version "v1" cannot be handled as a Pod: strict decoding error: '
+                               'unknown field "spec.containers[0].imagee", unknown field "spec.bogus"')
+    h.json("POST", pods() + "?fieldValidation=Loose", bad, expect=400)
+    status, headers, raw = h.req("POST", pods(), bad)  # default Warn: stored, with warnings
+    assert status == 201 and 'unknown field \\"spec.bogus\\"' in headers["warning"]
+    h.json("POST", pods() + "?fieldValidation=Ignore", dict(bad, metadata={"name": "fv2"}), expect=201)
+    # fields that were already there do not fail unrelated strict patches
+    h.json("PATCH", pods(name="fv") + "?fieldValidation=Strict", {"metadata": {"labels": {"a": "b"}}},
+           "application/merge-patch+json", 200)
+    h.json("PATCH", pods(name="fv") + "?fieldValidation=Strict", {"spec": {"nope": 1}},
+           "application/merge-patch+json", 400)
+    good = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "fvs"}, "spec": {
+        "type": "NodePort", "ports": [{"name": "a", "port": 80, "nodePort": 30999, "appProtocol": "http"}],
+        "sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
+        "externalTrafficPolicy": "Local", "internalTrafficPolicy": "Cluster"}}
+    h.json("POST", "/api/v1/namespaces/default/services?fieldValidation=Strict", good, expect=201)
+    for name in ("fv", "fv2"):
+        h.json("DELETE", pods(name=name), expect=200)
+    h.json("DELETE", "/api/v1/namespaces/default/services/fvs", expect=200)

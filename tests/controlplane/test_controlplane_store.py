@@ -234,3 +234,20 @@ async def test_next_batch_wakes_on_commit(tmp_path: Path) -> None:
     batch = await asyncio.wait_for(waiter, 1)
     assert batch is not None and len(batch) == 1
     s.close()
+
+
+def test_schema_unknown_fields() -> None:
+    from controlplane.schema import unknown_fields
+
+    pod_obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "labels": {"any": "x"}, "bad": 1},
+               "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 1, "hostPortt": 2}],
+                                        "livenessProbe": {"httpGet": {"port": 1, "pth": "/"}}}],
+                        "hostNetwork": True, "nodeSelector": {"free": "form"}},
+               "status": {"podIPs": [{"ip": "1.2.3.4", "x": 1}], "containerStatuses": [{"anything": 1}]}}
+    assert unknown_fields("Pod", pod_obj) == ["metadata.bad", "spec.containers[0].ports[0].hostPortt",
+                                              "spec.containers[0].livenessProbe.httpGet.pth", "status.podIPs[0].x"]
+    sl = {"addressType": "IPv4", "endpoints": [{"addresses": ["1.1.1.1"], "conditions": {"ready": True, "x": 1}}],
+          "ports": [{"port": 80, "name": "", "protocol": "TCP"}], "extra": []}
+    assert unknown_fields("EndpointSlice", sl) == ["endpoints[0].conditions.x", "extra"]
+    assert unknown_fields("Service", {"spec": {"ports": "not-a-list"}}) == []
+    assert unknown_fields("Widget", {"x": 1}) == []
