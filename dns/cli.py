@@ -33,6 +33,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cache-ttl", type=int, default=30, help="max TTL of cached upstream answers (default 30)")
     p.add_argument("--forward-timeout", type=float, default=2.0, help="upstream timeout, seconds (default 2)")
     p.add_argument("--max-concurrent", type=int, default=1000, help="upstream queries in flight (default 1000)")
+    p.add_argument("--cache-size", type=int, default=20000,
+                   help="answer-cache entries for cluster names (wire format; default 20000)")
     p.add_argument("--health-listen", default=":8080", help="/health address ('' to disable)")
     p.add_argument("--ready-listen", default=":8181", help="/ready address ('' to disable)")
     p.add_argument("--metrics-listen", default=":9153", help="/metrics address ('' to disable)")
@@ -66,7 +68,7 @@ async def run(args: argparse.Namespace, *, worker: int = 0, stop: asyncio.Event 
     forwarder = Forwarder(upstreams, timeout=args.forward_timeout, max_concurrent=args.max_concurrent,
                           max_ttl=args.cache_ttl)
     options = Options(zone=args.zone.lower().strip("."), ttl=args.ttl, pods=PodMode(args.pods))
-    server = DNSServer(options, forwarder)
+    server = DNSServer(options, forwarder, cache_size=max(1, args.cache_size))
     client = Client.from_kubeconfig(args.kubeconfig) if args.kubeconfig else Client(args.server)
     sync = ViewSync(client, options.zone, server.set_view, watch_pods=options.pods is PodMode.VERIFIED)
     server.metrics.gauges.update({
@@ -74,9 +76,16 @@ async def run(args: argparse.Namespace, *, worker: int = 0, stop: asyncio.Event 
         "podnet_dns_services": lambda: float(len(server.view.services) if server.view else 0),
         "podnet_dns_view_generation": lambda: float(server.view.generation if server.view else 0),
     })
-    await server.start(args.listen, reuse_port=args.workers > 1)
-    http_servers = await _start_http(args, server, sync) if worker == 0 else []
-    await sync.start()
+    http_servers: list[asyncio.Server] = []
+    if worker == 0:
+        await server.start(args.listen, reuse_port=args.workers > 1)
+        http_servers = await _start_http(args, server, sync)
+        await sync.start()
+    else:  # extra workers join the SO_REUSEPORT group only once they can answer
+        await sync.start()
+        while server.view is None and not stop.is_set():
+            await asyncio.sleep(0.05)
+        await server.start(args.listen, reuse_port=True)
     log.info("podnet dns worker %d on %s:%d zone %s upstream %s", worker, *server.address, options.zone,
              ",".join(map(str, upstreams)) or "none")
     try:

@@ -395,3 +395,22 @@ def test_before_sync_servfail_and_not_ready(tmp_path: Path) -> None:
     finally:
         dns.stop()
     assert dns.proc.returncode == 0, dns.log.read_text()[-2000:]
+
+
+def test_workers_share_the_port(env: Env, tmp_path: Path) -> None:
+    """--workers 2: two processes on one SO_REUSEPORT socket pair, both answering; all stop together."""
+    dns = start_dns(tmp_path, ["--kubeconfig", str(env.cp.kubeconfig)], "none", "--workers", "2")
+    try:
+        wait_for(lambda: dns.get("/ready")[0] == 200, what="dns ready")
+        children = Path(f"/proc/{dns.proc.pid}/task/{dns.proc.pid}/children").read_text().split()
+        assert len(children) == 1
+        for i in range(20):  # fresh source ports spread over both workers; each must answer
+            out = subprocess.run(["dig", "@127.0.0.1", "-p", str(dns.port), "+time=2", "+tries=2",
+                                  "dns-version.cluster.local", "TXT"], capture_output=True, text=True).stdout
+            assert '"1.1.0"' in out, out
+    finally:
+        dns.stop()
+    assert dns.proc.returncode == 0
+    for pid in children:
+        wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+                 what=f"worker {pid} gone")
