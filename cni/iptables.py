@@ -64,6 +64,16 @@ class Job:
         if errors:
             raise CNIError(INTERNAL, "failed to install masquerade rules", "; ".join(errors))
 
+    def wait_failed(self) -> set[int]:
+        """Wait; the families whose transaction failed (nothing applied for them)."""
+        failed = set()
+        for family, proc in self.procs:
+            _finish(proc)
+            if proc.returncode != 0:
+                failed.add(family)
+        self.procs.clear()
+        return failed
+
     def abandon(self) -> None:
         """Let the transactions finish (so a teardown after this sees them), ignore their errors."""
         for _, proc in self.procs:

@@ -68,6 +68,27 @@ def render_setup(network: str, container_id: str, addresses: Iterable[IPIface]) 
     return out
 
 
+def render_exact_teardown(network: str, container_id: str, addresses: Iterable[IPIface]) -> dict[int, str]:
+    """The fast DEL path when the pod's addresses are known: delete exactly what ADD made.
+
+    The transaction fails as a whole if any rule is missing; the caller then falls back to
+    the iptables-save based `render_teardown`.
+    """
+    chain = chain_name(network, container_id)
+    cmt = _q(comment(network, container_id))
+    out: dict[int, str] = {}
+    for family in (4, 6):
+        addrs = [a for a in addresses if a.version == family]
+        if not addrs:
+            continue
+        host = 32 if family == 4 else 128
+        lines = ["*nat"]
+        lines += [f"-D POSTROUTING -s {a.ip}/{host} -m comment --comment {cmt} -j {chain}" for a in addrs]
+        lines += [f"-F {chain}", f"-X {chain}", "COMMIT"]
+        out[family] = "\n".join(lines) + "\n"
+    return out
+
+
 @dataclass(frozen=True)
 class NatState:
     """What `iptables-save -t nat` says about CNI-<hash> chains: chains and jump rules."""

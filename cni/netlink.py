@@ -169,9 +169,10 @@ def create_veth(node: IPRoute, netns_fd: int, ifname: str, bridge: Bridge,
             break
         except NetlinkError as exc:
             if _errno(exc) == errno.EEXIST and get_link(node, host) is not None:
-                continue  # host name taken: draw another
+                continue  # host name taken: draw another (else the pod already has ifname)
             if _errno(exc) == errno.EEXIST:
-                raise CNIError(INTERFACE_EXISTS, f"container veth name provided ({ifname}) already exists") from None
+                raise CNIError(INTERFACE_EXISTS, f"container veth name provided ({ifname}) already exists "
+                               "in the netns") from None
             raise CNIError(INTERNAL, f"failed to make veth pair {host}/{ifname}", str(exc)) from None
     else:
         raise CNIError(INTERNAL, "could not find a free veth name")

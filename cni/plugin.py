@@ -16,7 +16,7 @@ from pyroute2 import IPRoute
 from cni import iptables, masq, netlink
 from cni.bridge import BridgeConf, build_result, merge_prev, parse_bridge_conf, plan_addresses
 from cni.delegate import delegate, ipam_add
-from cni.errors import CNIError, INTERFACE_EXISTS, INVALID_CONFIG, INVALID_NETNS, NOT_AVAILABLE, UNKNOWN_CONTAINER
+from cni.errors import CNIError, INVALID_CONFIG, INVALID_NETNS, NOT_AVAILABLE, UNKNOWN_CONTAINER
 from cni.runner import execute
 from cni.spec import Interface, NetConf, Request, Result, parse_result, render_result, valid_attachments
 
@@ -57,8 +57,7 @@ def add(req: Request, conf: BridgeConf, env: Mapping[str, str]) -> dict[str, Any
 
 def _add(req: Request, conf: BridgeConf, env: Mapping[str, str], node: IPRoute, pod: IPRoute,
          netns_fd: int) -> dict[str, Any]:
-    if netlink.lookup(pod, req.ifname) is not None:
-        raise CNIError(INTERFACE_EXISTS, f"interface {req.ifname!r} already exists in {req.netns}")
+    # (CNI_IFNAME already in the netns: the veth creation fails with INTERFACE_EXISTS)
     with netlink.BRIDGE_LOCK:
         bridge = netlink.ensure_bridge(node, conf.bridge, conf.mtu, conf.promisc_mode, conf.vlan)
     host, _ = netlink.create_veth(node, netns_fd, req.ifname, bridge, conf.mtu, conf.hairpin_mode, conf.vlan)
@@ -133,30 +132,43 @@ def config_families(conf: BridgeConf) -> set[int]:
 
 
 def delete(req: Request, conf: BridgeConf, env: Mapping[str, str]) -> None:
-    """Best effort, idempotent: link, IPAM, masquerade rules; works with no or a vanished netns."""
-    families: set[int] = set()
+    """Best effort, idempotent: link, IPAM, masquerade rules; works with no or a vanished netns.
+
+    When the pod's addresses can still be read, the exact rule deletion starts at once and
+    runs while the kernel tears the veth down; otherwise (or if that transaction fails) the
+    rules are found by chain name in iptables-save.
+    """
+    addrs: list[Any] = []
+    pod = None
     if req.netns:
         try:
             pod = netlink.pod_iproute(req.netns)
         except netlink.NetnsGone:
             pod = None
+    try:
+        index = netlink.lookup(pod, req.ifname) if pod is not None else None
+        if pod is not None and index is not None:
+            addrs = [ipaddress.ip_interface(f"{a}/{p}") for a, p in netlink.addresses(pod, index)]
+        job = None
+        if conf.ip_masq and addrs:
+            job = iptables.Job(masq.render_exact_teardown(conf.net.name, req.container_id, addrs))
+        if pod is not None and index is not None:
+            netlink.delete_link(pod, req.ifname, index)
+    finally:
         if pod is not None:
-            try:
-                index = netlink.lookup(pod, req.ifname)
-                if index is not None:
-                    families = {ipaddress.ip_address(a).version for a, _ in netlink.addresses(pod, index)}
-                    netlink.delete_link(pod, req.ifname, index)
-            finally:
-                pod.close()
-    errors: list[str] = []
+            pod.close()
     first: CNIError | None = None
     if not conf.layer2:
         try:
             delegate("DEL", req, conf.net, env)
         except CNIError as exc:
             first = exc
+    errors: list[str] = []
     if conf.ip_masq:
-        errors += _teardown_masq(conf, req.container_id, families or config_families(conf))
+        families = {a.version for a in addrs} or config_families(conf)
+        if job is not None:
+            families = job.wait_failed()
+        errors += _teardown_masq(conf, req.container_id, families)
     if first is not None:
         raise first
     if errors:

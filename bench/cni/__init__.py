@@ -1,0 +1,1 @@
+"""CNI benchmark: podnet-bridge + podnet-ipam vs the reference bridge + host-local."""
