@@ -22,7 +22,7 @@ import yaml
 
 from controlplane import errors, schema
 from controlplane import objects as o
-from controlplane.resources import ALL, NAMESPACES, NODES, PODS, SERVICES, Resource
+from controlplane.resources import ALL, BY_KIND, NAMESPACES, NODES, PODS, SERVICES, Resource
 from controlplane.state import ADDED, DELETED, MODIFIED, Entry, Key, WatchFilter
 from controlplane.storage import Change, Store
 
@@ -74,6 +74,16 @@ def partner(name: str) -> ModuleType | None:
         if exc.name == f"controlplane.{name}":
             return None
         raise
+
+
+def propagation_of(options: JSON) -> str:
+    policy = options.get("propagationPolicy")
+    if policy in (None, ""):
+        return "Orphan" if options.get("orphanDependents") is True else "Background"
+    if policy not in ("Background", "Foreground", "Orphan"):
+        raise errors.BadRequest(f'propagationPolicy: Unsupported value: "{policy}": supported values: '
+                                '"Background", "Foreground", "Orphan"')
+    return str(policy)
 
 
 def rkey(res: Resource) -> str:
@@ -317,6 +327,7 @@ class Registry:
     def delete(self, res: Resource, namespace: str | None, name: str, options: JSON | None = None, *,
                dry_run: bool = False) -> JSON:
         key = key_of(res, namespace, name)
+        propagation = propagation_of(options or {})
         entry = self.store.get(key)
         if entry is None:
             raise errors.NotFound.of(res.plural, name, res.group)
@@ -358,7 +369,7 @@ class Registry:
                 o.meta(marked)["deletionGracePeriodSeconds"] = 0
             self._commit([Change(key, MODIFIED, marked)])
             return marked
-        return self._delete_now(res, key, o.copy(entry.obj))
+        return self._delete_now(res, key, o.copy(entry.obj), propagation)
 
     @staticmethod
     def _finalized(old: JSON, new: JSON) -> bool:
@@ -383,11 +394,61 @@ class Registry:
             count += 1
         return count
 
-    def _delete_now(self, res: Resource, key: Key, final: JSON) -> JSON:
-        self._commit([Change(key, DELETED, final)])
-        if res is SERVICES and self.allocator is not None:
-            self.allocator.release(final)
+    def _delete_now(self, res: Resource, key: Key, final: JSON, propagation: str = "Background") -> JSON:
+        """Delete now, with the owner-reference cascade (garbage collection) in the same transaction."""
+        changes = [Change(key, DELETED, final)] + self._collect_garbage(key, final, propagation == "Orphan")
+        self._commit(changes)
+        if self.allocator is not None:
+            for ch in changes:
+                if ch.type == DELETED and ch.key.resource == rkey(SERVICES):
+                    self.allocator.release(ch.obj)
         return final
+
+    def _collect_garbage(self, key: Key, owner: JSON, orphan: bool) -> list[Change]:
+        """Dependents of a deleted owner: with Orphan, its ownerReference is removed from them;
+        otherwise those left with no live served owner are deleted too (recursively), as the
+        upstream garbage collector does with background propagation."""
+        changes: list[Change] = []
+        gone: set[str] = set()
+        queue = [(key, owner)]
+        while queue:
+            okey, oobj = queue.pop(0)
+            uid = str((oobj.get("metadata") or {}).get("uid") or "")
+            if not uid:
+                continue
+            gone.add(uid)
+            for dkey in self.store.index.dependents(uid):
+                entry = self.store.get(dkey)
+                if entry is None or any(c.key == dkey for c in changes):
+                    continue
+                if orphan and okey == key:
+                    dep = o.copy(entry.obj)
+                    refs = [r for r in o.meta(dep).get("ownerReferences") or [] if r.get("uid") != uid]
+                    if refs:
+                        o.meta(dep)["ownerReferences"] = refs
+                    else:
+                        o.meta(dep).pop("ownerReferences", None)
+                    changes.append(Change(dkey, MODIFIED, dep))
+                elif not self._has_live_owner(dkey, entry.obj, gone):
+                    final = o.copy(entry.obj)
+                    changes.append(Change(dkey, DELETED, final))
+                    queue.append((dkey, final))
+        return changes
+
+    def _has_live_owner(self, key: Key, obj: JSON, gone: set[str]) -> bool:
+        for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+            if not isinstance(ref, dict):
+                continue
+            uid = str(ref.get("uid") or "")
+            res = BY_KIND.get(str(ref.get("kind") or ""))
+            if res is None or str(ref.get("apiVersion") or "") != res.api_version:
+                return True  # an owner of a kind we do not serve: we cannot tell, keep it
+            if uid in gone:
+                continue
+            live = self.store.get(key_of(res, key.namespace if res.namespaced else None, str(ref.get("name"))))
+            if live is not None and (live.obj.get("metadata") or {}).get("uid") == uid:
+                return True
+        return False
 
     def _delete_namespace(self, entry: Entry) -> JSON:
         """Mark Terminating, delete everything in it, delete it: one transaction."""

@@ -79,19 +79,46 @@ class Event:
         return cached
 
 
+def owner_uids(obj: JSON) -> tuple[str, ...]:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    if not isinstance(refs, list):
+        return ()
+    return tuple(str(r.get("uid")) for r in refs if isinstance(r, dict) and r.get("uid"))
+
+
 class ObjectIndex:
-    """resource -> namespace -> name -> Entry."""
+    """resource -> namespace -> name -> Entry, plus owner uid -> dependents (for garbage collection)."""
 
     def __init__(self) -> None:
         self._by_resource: dict[str, dict[str, dict[str, Entry]]] = {}
+        self._dependents: dict[str, set[Key]] = {}
 
     def get(self, key: Key) -> Entry | None:
         return self._by_resource.get(key.resource, {}).get(key.namespace, {}).get(key.name)
 
+    def dependents(self, owner_uid: str) -> list[Key]:
+        return sorted(self._dependents.get(owner_uid, ()), key=lambda k: (k.resource, k.namespace, k.name))
+
+    def _unlink(self, key: Key, obj: JSON) -> None:
+        for uid in owner_uids(obj):
+            deps = self._dependents.get(uid)
+            if deps is not None:
+                deps.discard(key)
+                if not deps:
+                    del self._dependents[uid]
+
     def put(self, key: Key, entry: Entry) -> None:
+        old = self.get(key)
+        if old is not None:
+            self._unlink(key, old.obj)
+        for uid in owner_uids(entry.obj):
+            self._dependents.setdefault(uid, set()).add(key)
         self._by_resource.setdefault(key.resource, {}).setdefault(key.namespace, {})[key.name] = entry
 
     def remove(self, key: Key) -> None:
+        old = self.get(key)
+        if old is not None:
+            self._unlink(key, old.obj)
         spaces = self._by_resource.get(key.resource, {})
         names = spaces.get(key.namespace)
         if names is not None:

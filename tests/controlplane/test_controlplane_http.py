@@ -378,3 +378,33 @@ def test_field_validation_modes(h: HTTP) -> None:
     for name in ("fv", "fv2"):
         h.json("DELETE", pods(name=name), expect=200)
     h.json("DELETE", "/api/v1/namespaces/default/services/fvs", expect=200)
+
+
+def test_owner_references_cascade(h: HTTP) -> None:
+    svc_path = "/api/v1/namespaces/default/services"
+    slices = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+
+    def make_service(name: str) -> dict[str, Any]:
+        return h.json("POST", svc_path, {"metadata": {"name": name}, "spec": {"ports": [{"port": 80}]}}, expect=201)[1]
+
+    def make_slice(name: str, *owners: dict[str, Any]) -> None:
+        refs = [{"apiVersion": o.get("apiVersion", "v1"), "kind": o.get("kind", "Service"),
+                 "name": o["metadata"]["name"], "uid": o["metadata"]["uid"]} for o in owners]
+        h.json("POST", slices, {"metadata": {"name": name, "ownerReferences": refs}, "addressType": "IPv4",
+                                "endpoints": [], "ports": []}, expect=201)
+
+    a, b = make_service("own-a"), make_service("own-b")
+    make_slice("dep-a", a)
+    make_slice("dep-ab", a, b)
+    make_slice("dep-foreign", a, {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs",
+                                                                                             "uid": "u-rs"}})
+    h.json("DELETE", f"{svc_path}/own-a", {"propagationPolicy": "Background"}, expect=200)
+    h.json("GET", f"{slices}/dep-a", expect=404)
+    _, left = h.json("GET", f"{slices}/dep-ab", expect=200)  # b still owns it
+    h.json("GET", f"{slices}/dep-foreign", expect=200)  # an owner we cannot see keeps it
+    h.json("DELETE", f"{svc_path}/own-b", {"propagationPolicy": "Orphan"}, expect=200)
+    _, orphaned = h.json("GET", f"{slices}/dep-ab", expect=200)
+    assert [r["name"] for r in orphaned["metadata"]["ownerReferences"]] == ["own-a"]
+    h.json("DELETE", f"{svc_path}/own-b", {"propagationPolicy": "Sideways"}, expect=400)
+    for name in ("dep-ab", "dep-foreign"):
+        h.json("DELETE", f"{slices}/{name}", expect=200)

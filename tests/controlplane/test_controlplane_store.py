@@ -251,3 +251,18 @@ def test_schema_unknown_fields() -> None:
     assert unknown_fields("EndpointSlice", sl) == ["endpoints[0].conditions.x", "extra"]
     assert unknown_fields("Service", {"spec": {"ports": "not-a-list"}}) == []
     assert unknown_fields("Widget", {"x": 1}) == []
+
+
+def test_index_tracks_dependents() -> None:
+    idx = ObjectIndex()
+    dep = pod("d")
+    dep["metadata"]["ownerReferences"] = [{"uid": "u1"}, {"uid": "u2"}]
+    k = Key(PODS, "default", "d")
+    idx.put(k, Entry(dep, "", 1))
+    assert idx.dependents("u1") == [k] and idx.dependents("u2") == [k]
+    moved = pod("d")
+    moved["metadata"]["ownerReferences"] = [{"uid": "u2"}]
+    idx.put(k, Entry(moved, "", 2))
+    assert idx.dependents("u1") == [] and idx.dependents("u2") == [k]
+    idx.remove(k)
+    assert idx.dependents("u2") == []
