@@ -82,26 +82,31 @@ async def run_concurrent(n: int, concurrency: int, start: int, fn: Any) -> tuple
     return lat, n / (time.perf_counter() - t0)
 
 
-async def workload(b: Backend, args: argparse.Namespace, res: Result) -> None:
-    n, seq = args.objects, min(args.sequential, args.objects)
+async def phase_create_sequential(b: Backend, args: argparse.Namespace, res: Result) -> None:
+    seq = min(args.sequential, args.objects)
     t0 = time.perf_counter()
     for i in range(seq):
         t = time.perf_counter()
         await b.create(f"p{i:05d}", pod(f"p{i:05d}"))
         res.seq_create.append(time.perf_counter() - t)
     res.seq_create_rate = seq / (time.perf_counter() - t0)
+
+
+async def phase_create_concurrent(b: Backend, args: argparse.Namespace, res: Result) -> None:
+    seq = min(args.sequential, args.objects)
     res.conc_create, res.conc_create_rate = await run_concurrent(
-        n - seq, args.concurrency, seq, lambda i: b.create(f"p{i:05d}", pod(f"p{i:05d}")))
-    print(f"  {b.name}: created {n}", flush=True)
+        args.objects - seq, args.concurrency, seq, lambda i: b.create(f"p{i:05d}", pod(f"p{i:05d}")))
+
+
+async def phase_update(b: Backend, args: argparse.Namespace, res: Result) -> None:
     res.update, res.update_rate = await run_concurrent(
-        n, args.concurrency, 0, lambda i: b.update(f"p{i:05d}", pod(f"p{i:05d}", gen=1)))
-    print(f"  {b.name}: updated {n}", flush=True)
-    for _ in range(5):
-        t = time.perf_counter()
-        res.listed = await b.list()
-        res.list_times.append(time.perf_counter() - t)
-    print(f"  {b.name}: listed {res.listed}", flush=True)
-    await watch_workload(b, args, res)
+        args.objects, args.concurrency, 0, lambda i: b.update(f"p{i:05d}", pod(f"p{i:05d}", gen=1)))
+
+
+async def phase_list(b: Backend, args: argparse.Namespace, res: Result) -> None:
+    t = time.perf_counter()
+    res.listed = await b.list()
+    res.list_times.append(time.perf_counter() - t)
 
 
 async def watch_workload(b: Backend, args: argparse.Namespace, res: Result) -> None:
@@ -146,14 +151,28 @@ async def watch_workload(b: Backend, args: argparse.Namespace, res: Result) -> N
     print(f"  {b.name}: watch deliveries {len(res.watch)}/{res.watch_expected}", flush=True)
 
 
-async def measure(b: Backend, args: argparse.Namespace) -> Result:
-    res = Result(b.name)
-    await b.open()
+PHASES = (("create, sequential", phase_create_sequential, 1), ("create, concurrent", phase_create_concurrent, 1),
+          ("update", phase_update, 1), ("list", phase_list, 5), ("watch", watch_workload, 1))
+
+
+async def measure(backends: list[Backend], args: argparse.Namespace) -> dict[str, Result]:
+    """Each phase on every system in turn (both servers up, the idle one idle), so that load from
+    elsewhere on the machine drifts over both alike."""
+    results = {b.name: Result(b.name) for b in backends}
+    for b in backends:
+        await b.open()
     try:
-        await workload(b, args, res)
+        for label, phase, times in PHASES:
+            for _ in range(times):
+                for b in backends:
+                    await phase(b, args, results[b.name])
+                    if b is backends[0]:
+                        await asyncio.sleep(0.2)
+            print(f"  {label}: done", flush=True)
     finally:
-        await b.close()
-    return res
+        for b in backends:
+            await b.close()
+    return results
 
 
 def row(label: str, ours: float, anchor: float, unit: str, fmt: str = "{:.2f}") -> str:
@@ -218,33 +237,25 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="run podnet under cProfile and print the top entries")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-cp-"))
-    results: dict[str, Result] = {}
+    prof = tmp / "podnet.prof" if args.profile else None
+    backends: list[Backend] = []
     try:
         if args.only != "etcd":
-            print("podnet controlplane ...", flush=True)
             (tmp / "podnet").mkdir()
-            prof = tmp / "podnet.prof" if args.profile else None
-            p = PodnetAPI(tmp / "podnet", prof)
-            try:
-                results["podnet"] = asyncio.run(measure(p, args))
-                stored = dict(p.stored)
-            finally:
-                p.stop()
-            if prof is not None and prof.exists():
-                pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(35)
-                pstats.Stats(str(prof)).sort_stats("tottime").print_stats(25)
-        else:
-            stored = {}
+            backends.append(PodnetAPI(tmp / "podnet", prof))
         if args.only != "podnet":
-            print("etcd ...", flush=True)
             (tmp / "etcd").mkdir()
-            e = EtcdKV(tmp / "etcd")
-            e.values = stored
-            try:
-                results["etcd"] = asyncio.run(measure(e, args))
-            finally:
-                e.stop()
+            etcd = EtcdKV(tmp / "etcd")
+            backends.append(etcd)
+            if backends[0] is not etcd:
+                etcd.values = backends[0].stored  # type: ignore[union-attr]
+        results = asyncio.run(measure(backends, args))
     finally:
+        for b in backends:
+            b.stop()
+        if prof is not None and prof.exists():
+            pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(35)
+            pstats.Stats(str(prof)).sort_stats("tottime").print_stats(25)
         shutil.rmtree(tmp, ignore_errors=True)
     print()
     print(f"machine: {machine()}")
