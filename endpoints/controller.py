@@ -278,6 +278,14 @@ class Controller:
         return desired
 
     async def _apply(self, key: str, d: Desired) -> None:
+        """Slices (creates, then updates, then deletes) and the Endpoints object, concurrently."""
+        results = await asyncio.gather(self._apply_slices(key, d), self._apply_endpoints(key, d),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _apply_slices(self, key: str, d: Desired) -> None:
         ns = key.partition("/")[0]
         for obj in d.create:
             self.slice_writes.wrote(key, await self.client.create(ENDPOINTSLICES, obj, namespace=ns))
@@ -292,6 +300,9 @@ class Controller:
                 pass
             self.slice_writes.deleted(key, obj)
             self.writes += 1
+
+    async def _apply_endpoints(self, key: str, d: Desired) -> None:
+        ns = key.partition("/")[0]
         if d.endpoints is None or d.endpoints_action is Action.NONE:
             return
         if d.endpoints_action is Action.CREATE:
