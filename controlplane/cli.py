@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--advertise-address", default=None, help="IP of the kubernetes Endpoints (default: listen host)")
     p.add_argument("--cluster-cidr", type=parse_cidr, default=None, help="pod CIDR for the nodeipam controller")
     p.add_argument("--node-cidr-mask-size", type=int, default=None, help="per-node pod CIDR size (nodeipam)")
-    p.add_argument("--history", type=int, default=100_000, help="watch history kept, in events")
+    p.add_argument("--history", type=int, default=20_000, help="watch history kept, in events")
     p.add_argument("--bookmark-interval", type=float, default=10.0, help="seconds between watch BOOKMARKs")
     p.add_argument("--pod-gc-margin", type=float, default=30.0,
                    help="seconds after a pod's grace period before the server deletes it itself")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 from controlplane import errors
@@ -58,23 +58,50 @@ class Entry:
     rv: int
 
 
-@dataclass(frozen=True)
 class Event:
-    rv: int
-    key: Key
-    type: str  # ADDED | MODIFIED | DELETED
-    obj: JSON  # the object after the change (DELETED: the final object carrying the new rv)
-    prev: JSON | None  # the object before the change (None for ADDED)
-    raw: str = ""  # dumps(obj), filled by the store
-    _lines: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    """One committed change. Recent events hold the decoded objects; older ones kept in the history
+    are slimmed to their JSON text (`slim()`) and decode on demand, so history costs ~2 KB/event."""
+
+    __slots__ = ("rv", "key", "type", "raw", "prev_raw", "_obj", "_prev", "_lines")
+
+    def __init__(self, rv: int, key: Key, type: str, obj: JSON | None = None, prev: JSON | None = None,
+                 raw: str = "", prev_raw: str | None = None) -> None:
+        self.rv = rv
+        self.key = key
+        self.type = type  # ADDED | MODIFIED | DELETED
+        self._obj = obj  # the object after the change (DELETED: the final object carrying the new rv)
+        self._prev = prev  # the object before the change (None for ADDED)
+        self.raw = raw or (dumps(obj) if obj is not None else "")
+        self.prev_raw = prev_raw
+        self._lines: dict[str, bytes] | None = None
+
+    @property
+    def obj(self) -> JSON:
+        return self._obj if self._obj is not None else json.loads(self.raw)  # type: ignore[no-any-return]
+
+    @property
+    def prev(self) -> JSON | None:
+        if self._prev is not None:
+            return self._prev
+        return json.loads(self.prev_raw) if self.prev_raw else None
+
+    def slim(self) -> "Event":
+        prev_raw = self.prev_raw
+        if prev_raw is None and self._prev is not None:
+            prev_raw = dumps(self._prev)
+        return Event(self.rv, self.key, self.type, None, None, self.raw, prev_raw)
+
+    def __repr__(self) -> str:
+        return f"Event(rv={self.rv}, key={self.key}, type={self.type})"
 
     def line(self, type_: str | None = None) -> bytes:
         """The watch stream line for this event, encoded once and shared by all watchers."""
         t = type_ or self.type
+        if self._lines is None:
+            self._lines = {}
         cached = self._lines.get(t)
         if cached is None:
-            body = self.raw or dumps(self.obj)
-            cached = f'{{"type":"{t}","object":{body}}}\n'.encode()
+            cached = f'{{"type":"{t}","object":{self.raw}}}\n'.encode()
             self._lines[t] = cached
         return cached
 
@@ -148,6 +175,8 @@ class History:
     """The kept events, ordered by rv. `compacted` is the newest rv no longer covered:
     a watch may resume from any rv >= compacted."""
 
+    HOT = 2000  # newest events kept decoded; older ones are slimmed to JSON text
+
     def __init__(self, capacity: int = 100_000, compacted: int = 0) -> None:
         self.capacity = capacity
         self.compacted = compacted
@@ -166,6 +195,9 @@ class History:
             raise ValueError(f"event rv {event.rv} not after {self._rvs[-1]}")
         self._rvs.append(event.rv)
         self._events.append(event)
+        if len(self._events) > self.HOT:
+            i = len(self._events) - self.HOT - 1
+            self._events[i] = self._events[i].slim()
         if len(self._events) > self.capacity + self.capacity // 10:
             self.trim(len(self._events) - self.capacity)
 

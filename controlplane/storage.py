@@ -79,8 +79,7 @@ class Store:
         self.history.compacted = self._meta("compacted")
         for rv, resource, namespace, name, type_, raw, prev in self.db.execute(
                 "SELECT rv, resource, namespace, name, type, json, prev FROM events ORDER BY rv"):
-            self.history.append(Event(rv, Key(resource, namespace, name), type_, json.loads(raw),
-                                      json.loads(prev) if prev else None, raw))
+            self.history.append(Event(rv, Key(resource, namespace, name), type_, None, None, raw, prev or None))
             max_rv = max(max_rv, rv)
         self.rv = max(max_rv, self._meta("rv"))
         if len(self.history) > self.history.capacity:
@@ -120,7 +119,7 @@ class Store:
             prev_entry = latest[ch.key] if ch.key in latest else self.index.get(ch.key)
             latest[ch.key] = None if ch.type == DELETED else Entry(obj, raw, rv)
             prev = prev_entry.obj if prev_entry else None
-            events.append(Event(rv, ch.key, ch.type, obj, prev, raw))
+            events.append(Event(rv, ch.key, ch.type, obj, prev, raw, prev_entry.raw if prev_entry else None))
             k = ch.key
             if ch.type == DELETED:
                 rows_del.append((k.resource, k.namespace, k.name))

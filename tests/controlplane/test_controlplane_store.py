@@ -266,3 +266,22 @@ def test_index_tracks_dependents() -> None:
     assert idx.dependents("u1") == [] and idx.dependents("u2") == [k]
     idx.remove(k)
     assert idx.dependents("u2") == []
+
+
+def test_old_events_are_slimmed_but_equivalent() -> None:
+    h = History(capacity=10_000)
+    h.HOT = 3
+    f = WatchFilter(PODS, None, label=Eq(app="web"))
+    prev = None
+    for rv in range(1, 11):
+        obj = pod("a", app="web" if rv % 2 else "db")
+        obj["metadata"]["resourceVersion"] = str(rv)
+        h.append(Event(rv, Key(PODS, "default", "a"), MODIFIED if prev else ADDED, obj, prev))
+        prev = obj
+    old, new = h.since(0, 10)[1], h.since(0, 10)[-1]
+    assert old._obj is None and new._obj is not None  # slimmed vs hot
+    assert old.obj["metadata"]["resourceVersion"] == "2" and old.prev is not None
+    assert old.prev["metadata"]["resourceVersion"] == "1"
+    assert [t for _, t in catch_up(h, f, 0, 10)] == [ADDED, DELETED, ADDED, DELETED, ADDED, DELETED, ADDED,
+                                                     DELETED, ADDED, DELETED][:10]
+    assert old.line() == Event(2, old.key, MODIFIED, old.obj).line()
