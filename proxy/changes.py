@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from typing import Iterable, Mapping
 
@@ -57,6 +58,14 @@ class ServicePortInfo:
     internal_policy_local: bool = False
     health_check_node_port: int = 0
 
+    @cached_property
+    def name_text(self) -> str:
+        return str(self.name)
+
+    @cached_property
+    def cluster_ip_text(self) -> str:
+        return str(self.cluster_ip)
+
     @property
     def externally_accessible(self) -> bool:
         return self.node_port != 0 or bool(self.load_balancer_ips) or bool(self.external_ips)
@@ -83,10 +92,19 @@ class EndpointInfo:
     node_name: str = ""
     zone: str = ""
 
-    def __str__(self) -> str:
+    @cached_property
+    def ip_text(self) -> str:
+        return str(self.ip)
+
+    @cached_property
+    def text(self) -> str:
+        """"ip:port" ("[ip]:port" for IPv6): the endpoint's name in chain hashes and comments."""
         if self.ip.version == 6:
-            return f"[{self.ip}]:{self.port}"
-        return f"{self.ip}:{self.port}"
+            return f"[{self.ip_text}]:{self.port}"
+        return f"{self.ip_text}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.text
 
 
 # ---------------------------------------------------------------- Services

@@ -7,7 +7,6 @@ Service -> endpoints picture from kube-proxy's own rules; `format_status` prints
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, field
 
 from proxy.iptables import names as n
@@ -55,6 +54,7 @@ class ServiceStatus:
 
 
 _COUNTER = re.compile(r"^\[(\d+):(\d+)\]\s+")
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\S+')  # iptables-save quotes comments with spaces
 
 
 def parse_rules(save_text: str) -> list[Rule]:
@@ -71,10 +71,7 @@ def parse_rules(save_text: str) -> list[Rule]:
             line = line[m.end():]
         if not line.startswith("-A "):
             continue
-        try:
-            args = shlex.split(line)
-        except ValueError:
-            continue
+        args = [t[1:-1] if t.startswith('"') else t for t in _TOKEN.findall(line)]
         rules.append(Rule(table, args[1], args[2:], packets, nbytes))
     return rules
 

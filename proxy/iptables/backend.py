@@ -60,6 +60,7 @@ class Iptables:
     netns: str | None = None
     timeout: float = 120.0
     calls: list[tuple[str, float]] = field(default_factory=list)  # (command, seconds) of recent calls
+    last_restore_seconds: float = 0.0
 
     def _exe(self, tool: str) -> str:
         return f"{tool}-{self.mode}" if tool == "iptables" else f"iptables-{self.mode}-{tool}"
@@ -91,7 +92,9 @@ class Iptables:
             argv.append("--noflush")
         if counters:
             argv.append("--counters")
+        start = time.monotonic()
         proc = self._run(argv, input=payload, check=False)
+        self.last_restore_seconds = time.monotonic() - start
         if proc.returncode != 0:
             err = proc.stderr.strip()
             m = _LINE_RE.search(err)

@@ -7,6 +7,7 @@ guards the trackers and maps (upstream proxier.mu).
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from typing import Any, Mapping
 from controlplane.model import parse_endpoint_slice, parse_node, parse_service
 from proxy.changes import EndpointsChangeTracker, EndpointsMap, ServiceChangeTracker, ServicePortMap
 from proxy.conntrack import stale_entries
-from proxy.errors import ProxyError, RestoreError
+from proxy.errors import ProxyError
 from proxy.health import ProxierHealth
 from proxy.iptables import backend
 from proxy.iptables.names import is_service_chain
@@ -167,7 +168,13 @@ class Proxier:
             else:
                 existing = self.known_nat_chains
             changed = None if full else frozenset(svc_result.updated_services | ep_result.updated_services)
-            rendered = render(ProxyState(self.svc_map, self.endpoints_map, self.options, changed, existing))
+            gc_was_enabled = gc.isenabled()
+            gc.disable()  # rendering allocates ~1M short-lived strings at 10k Services: GC passes double it
+            try:
+                rendered = render(ProxyState(self.svc_map, self.endpoints_map, self.options, changed, existing))
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
             self.ipt.restore(rendered.text)
         except (ProxyError, OSError, subprocess.SubprocessError) as exc:
             self.metrics.restore_failures.inc()

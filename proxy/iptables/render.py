@@ -75,7 +75,11 @@ class _Table:
         return sum(len(r) for r in self.chains.values())
 
     def emit(self, out: list[str], header: str, deleted: Sequence[str] = ()) -> None:
-        order = sorted(self.chains, key=_chain_order)
+        order = sorted(self.chains)
+        for first in (n.KUBE_SERVICES, n.KUBE_NODEPORTS):  # these two lead, as in upstream's dumps
+            if first in self.chains:
+                order.remove(first)
+                order.insert(0, first)
         out.append(header)
         out.extend(f":{c} - [0:0]" for c in order)
         out.extend(f":{c} - [0:0]" for c in deleted)
@@ -83,10 +87,6 @@ class _Table:
             out.extend(self.chains[c])
         out.extend(f"-X {c}" for c in deleted)
         out.append("COMMIT")
-
-
-def _chain_order(name: str) -> tuple[int, str]:
-    return (0 if name == n.KUBE_NODEPORTS else 1 if name == n.KUBE_SERVICES else 2, name)
 
 
 class _Discard(_Table):
@@ -107,6 +107,10 @@ class _CountingList(list[str]):
 
     def append(self, _line: str) -> None:  # type: ignore[override]
         self._owner.count += 1
+
+
+def _spn_key(spn: ServicePortName) -> tuple[str, str, str, str]:
+    return (spn.namespace, spn.name, spn.port, spn.protocol.value)
 
 
 _PROBABILITIES: list[str] = ["<bad value>"]
@@ -143,8 +147,9 @@ class _Renderer:
 
     def run(self) -> Rendered:
         self._top_level()
-        for spn in sorted(self.s.services):
-            self._service(self.s.services[spn], self.s.endpoints.get(spn, ()))
+        services, endpoints = self.s.services, self.s.endpoints
+        for spn in sorted(services, key=_spn_key):
+            self._service(services[spn], endpoints.get(spn, ()))
         deleted = tuple(sorted(c for c in self.s.existing_nat_chains - self.active if n.is_service_chain(c)))
         self._tail()
         out: list[str] = []
@@ -193,7 +198,7 @@ class _Renderer:
     # ------------------------------------------------------------ one service port
 
     def _service(self, svc: ServicePortInfo, endpoints: Sequence[EndpointInfo]) -> None:
-        name = str(svc.name)
+        name = svc.name_text
         proto = svc.protocol.value.lower()
         cat = categorize_endpoints(endpoints, svc)
         svc_chain = n.svc_chain(name, proto)
@@ -232,7 +237,7 @@ class _Renderer:
         f_svcs = self.filter.chain(n.KUBE_SERVICES)
         f_ext = self.filter.chain(n.KUBE_EXTERNAL_SERVICES)
         n_svcs = self.nat.chain(n.KUBE_SERVICES)
-        cip = svc.cluster_ip
+        cip = svc.cluster_ip_text
         if has_internal:
             n_svcs.append(f'-A {n.KUBE_SERVICES} -m comment --comment "{name} cluster IP" {match} -d {cip} '
                           f"--dport {port} -j {internal_chain}")
@@ -320,19 +325,19 @@ class _Renderer:
             self._service_to_endpoints(nat, name, proto, svc, svl_chain, cat.local)
 
         for ep in cat.all_reachable:
-            ep_str = str(ep)
+            ep_str = ep.text
             sep = n.sep_chain(name, proto, ep_str)
             self.active.add(sep)
             rules = nat.chain(sep)
             head = f"-A {sep}" if self.large else f"-A {sep} -m comment --comment {name}"
-            rules.append(f"{head} -s {ep.ip} -j {n.KUBE_MARK_MASQ}")
+            rules.append(f"{head} -s {ep.ip_text} -j {n.KUBE_MARK_MASQ}")
             affinity = f" -m recent --name {sep} --set" if svc.session_affinity_timeout else ""
             rules.append(f"{head}{affinity} {match} -j DNAT --to-destination {ep_str}")
 
     def _service_to_endpoints(self, nat: _Table, name: str, proto: str, svc: ServicePortInfo, chain: str,
                               endpoints: Sequence[EndpointInfo]) -> None:
         rules = nat.chain(chain)
-        seps = [(str(ep), n.sep_chain(name, proto, str(ep))) for ep in endpoints]
+        seps = [(ep.text, n.sep_chain(name, proto, ep.text)) for ep in endpoints]
         if svc.session_affinity_timeout:
             for ep_str, sep in seps:
                 comment = "" if self.large else f' -m comment --comment "{name} -> {ep_str}"'

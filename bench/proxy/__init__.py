@@ -1,0 +1,1 @@
+"""kube-proxy (iptables mode) benchmark: `python -m bench.proxy`."""
