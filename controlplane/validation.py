@@ -740,6 +740,57 @@ def pod_rule(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> Iterator[
         onode = _dict(old.get("spec")).get("nodeName")
         if onode and node != onode:
             yield invalid("spec.nodeName", node or "", "field is immutable")
+        yield from _pod_spec_update_causes(spec, _dict(old.get("spec")))
+
+
+POD_UPDATE_MSG = ("pod updates may not change fields other than `spec.containers[*].image`,"
+                  "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions "
+                  "to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was "
+                  "previously negative)")
+
+
+def _first_difference(a: Any, b: Any, path: str) -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return _first_difference(x, y, f"{path}[{i}]")
+    return path
+
+
+def _pod_spec_update_causes(spec: JSON, ospec: JSON) -> Iterator[Cause]:
+    """Upstream ValidatePodUpdate: a pod's spec is immutable but for a few fields; the node may be
+    set once (the binding), gates only removed, tolerations only added."""
+    for key in ("containers", "initContainers"):
+        if len(_list(spec.get(key))) != len(_list(ospec.get(key))):
+            yield forbidden(f"spec.{key}", "pod updates may not add or remove containers")
+            return
+    munged = copy_json(spec)
+    for key in ("containers", "initContainers"):
+        for c, oc in zip(_list(munged.get(key)), _list(ospec.get(key))):
+            if isinstance(c, dict) and isinstance(oc, dict):
+                c["image"] = oc.get("image")
+    for key in ("activeDeadlineSeconds", "terminationGracePeriodSeconds", "nodeName"):
+        if key in ospec:
+            munged[key] = ospec[key]
+        else:
+            munged.pop(key, None)
+    old_tol = _list(ospec.get("tolerations"))
+    if all(t in _list(spec.get("tolerations")) for t in old_tol):
+        munged["tolerations"] = old_tol
+        if not old_tol and "tolerations" not in ospec:
+            munged.pop("tolerations", None)
+    old_gates = _list(ospec.get("schedulingGates"))
+    if all(g in old_gates for g in _list(spec.get("schedulingGates"))):
+        munged["schedulingGates"] = old_gates
+        if "schedulingGates" not in ospec:
+            munged.pop("schedulingGates", None)
+    if munged != ospec:
+        where = _first_difference(munged, ospec, "spec")
+        yield forbidden("spec", f"{POD_UPDATE_MSG} (first difference at {where})")
 
 
 # ------------------------------------------------------------------ rules: Endpoints, EndpointSlice

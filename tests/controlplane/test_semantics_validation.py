@@ -396,3 +396,31 @@ def test_garbage_never_raises_python_errors() -> None:
                 validate_object(kind, defaulted)
             except errors.Invalid:
                 pass
+
+
+def test_pod_spec_mostly_immutable() -> None:
+    old = pod(nodeName="n1", tolerations=[{"key": "a", "operator": "Exists"}])
+    image = copy.deepcopy(old)
+    image["spec"]["containers"][0]["image"] = "nginx:2"
+    image["spec"]["tolerations"].append({"key": "b", "operator": "Exists"})
+    image["spec"]["activeDeadlineSeconds"] = 30
+    assert causes("Pod", image, old) == []
+    env = copy.deepcopy(old)
+    env["spec"]["containers"][0]["env"] = [{"name": "X", "value": "1"}]
+    got = causes("Pod", env, old)
+    assert [(f, r) for f, r, _ in got] == [("spec", "FieldValueForbidden")]
+    assert "pod updates may not change fields other than `spec.containers[*].image`" in got[0][2]
+    assert "spec.containers[0].env" in got[0][2]
+    more = copy.deepcopy(old)
+    more["spec"]["containers"].append({"name": "d", "image": "x"})
+    assert causes("Pod", default_object("Pod", more), old)[0][:2] == ("spec.containers", "FieldValueForbidden")
+    fewer_tol = copy.deepcopy(old)
+    fewer_tol["spec"]["tolerations"] = []
+    assert causes("Pod", fewer_tol, old)[0][:2] == ("spec", "FieldValueForbidden")
+    unbound = pod()
+    bound = copy.deepcopy(unbound)
+    bound["spec"]["nodeName"] = "n1"  # the binding sets the node once
+    assert causes("Pod", bound, unbound) == []
+    labels = copy.deepcopy(old)
+    labels["metadata"]["labels"] = {"a": "b"}
+    assert causes("Pod", labels, old) == []
