@@ -427,6 +427,8 @@ class APIServer:
         bookmarks = query_bool(request, "allowWatchBookmarks")
         send_initial = query_bool(request, "sendInitialEvents")
         encode = table_encoder(t.res, include_object(request)) if wants_table(request) else None
+        if rv and rv > self.registry.store.rv:
+            await self._wait_for_rv(rv)
         resp = web.StreamResponse(status=200, headers={"Content-Type": JSON_TYPE, "Cache-Control": "no-cache"})
         resp.enable_chunked_encoding()
         # snapshot + subscribe happen with no await in between: no event is lost or doubled
@@ -465,6 +467,17 @@ class APIServer:
         except (ConnectionResetError, ConnectionError, RuntimeError):
             pass
         return resp
+
+    async def _wait_for_rv(self, rv: int, timeout: float = 3.0) -> None:
+        """A watch from a resourceVersion the server has not reached yet waits a little, then fails
+        like upstream (504 Timeout, cause ResourceVersionTooLarge) so that the client retries."""
+        deadline = time.monotonic() + timeout
+        while self.registry.store.rv < rv:
+            if time.monotonic() >= deadline:
+                raise errors.Timeout(f"Too large resource version: {rv}, current: {self.registry.store.rv}",
+                                     causes=(errors.Cause("", "Too large resource version",
+                                                          "ResourceVersionTooLarge"),))
+            await asyncio.sleep(0.05)
 
     async def _stream(self, request: web.Request, resp: web.StreamResponse, watcher: Any, res: Resource,
                       timeout: float,

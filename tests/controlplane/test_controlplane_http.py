@@ -408,3 +408,10 @@ def test_owner_references_cascade(h: HTTP) -> None:
     h.json("DELETE", f"{svc_path}/own-b", {"propagationPolicy": "Sideways"}, expect=400)
     for name in ("dep-ab", "dep-foreign"):
         h.json("DELETE", f"{slices}/{name}", expect=200)
+
+
+def test_watch_from_future_rv_is_504_too_large(h: HTTP) -> None:
+    status, _, raw = h.req("GET", "/api/v1/pods?watch=1&resourceVersion=999999999&timeoutSeconds=1")
+    assert status == 504
+    body = json.loads(raw)
+    assert body["reason"] == "Timeout" and body["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
