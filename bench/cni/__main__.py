@@ -30,6 +30,7 @@ from podnet import netns
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = "/usr/lib/cni"
+TIME = "/usr/bin/time"
 
 
 def call(binary: str, env: dict[str, str], conf: bytes) -> tuple[float, int, int, bytes]:
@@ -61,7 +62,6 @@ def runner(spec_path: str) -> int:
             raise SystemExit(f"ADD failed: {stdout.decode()}")
         results[i] = json.loads(stdout)
         out["ADD"].append(took)
-        out["rss"].append(rss)
     for i, pod in enumerate(spec["pods"]):
         env = {**base, "CNI_COMMAND": "CHECK", "CNI_CONTAINERID": f"bench{i}", "CNI_NETNS": pod}
         took, code, rss, stdout = call(spec["binary"], env, json.dumps({**conf, "prevResult": results[i]}).encode())
@@ -75,10 +75,30 @@ def runner(spec_path: str) -> int:
             if code != 0:
                 raise SystemExit(f"DEL failed: {stdout.decode()}")
             out[key].append(took)
-            out["rss"].append(rss)
+    out["rss"] = measure_rss(spec, base, conf)
     leftovers = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout.count("CNI-")
     print(json.dumps({**out, "leftover_rules": leftovers}))
     return 0
+
+
+def measure_rss(spec: dict[str, Any], base: dict[str, str], conf: dict[str, Any]) -> list[float]:
+    """Peak RSS (KiB) of ADD and DEL calls, from GNU time's %M on a few extra pods.
+
+    (wait4's ru_maxrss of a child forked from this Python runner would count the runner's own
+    pages, so the plugins are started from the small `time` program instead.)
+    """
+    if not os.path.exists(TIME):
+        return []
+    peaks: list[float] = []
+    for i, pod in enumerate(spec["mem_pods"]):
+        for command in ("ADD", "DEL"):
+            env = {**base, "CNI_COMMAND": command, "CNI_CONTAINERID": f"mem{i}", "CNI_NETNS": pod}
+            proc = subprocess.run([TIME, "-f", "%M", "-o", "/dev/stderr", spec["binary"]], env=env,
+                                  input=json.dumps(conf).encode(), capture_output=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"{command} failed: {proc.stdout.decode()}")
+            peaks.append(float(proc.stderr.decode().split()[-1]))
+    return peaks
 
 
 def vm_hwm_kib(pid: int) -> int:
@@ -91,7 +111,7 @@ def vm_hwm_kib(pid: int) -> int:
     return 0
 
 
-CONTENDERS = {
+CONTENDERS: dict[str, dict[str, Any]] = {
     "reference bridge + host-local": {"type": "bridge", "ipam": "host-local", "daemon": False},
     "podnet (daemon)": {"type": "podnet-bridge", "ipam": "podnet-ipam", "daemon": True},
     "podnet (in-process, no daemon)": {"type": "podnet-bridge", "ipam": "podnet-ipam", "daemon": False},
@@ -111,6 +131,7 @@ def bench(pods: int, rounds: int, contenders: list[str]) -> dict[str, Any]:
                 c = CONTENDERS[name]
                 node = box.netns("n")
                 pod_names = [box.netns("p") for _ in range(pods)]
+                mem_pods = [box.netns("m") for _ in range(2)]
                 data_dir = Path(tmp) / f"ipam-{rnd}-{len(samples[name])}-{c['type']}"
                 conf = {"cniVersion": "1.0.0", "name": "testnet", "type": c["type"], "bridge": "cni-t0",
                         "isGateway": True, "ipMasq": True,
@@ -124,8 +145,9 @@ def bench(pods: int, rounds: int, contenders: list[str]) -> dict[str, Any]:
                     if not netns.wait_for(lambda: os.path.exists(sock), timeout=30):
                         raise SystemExit("podnet cni daemon did not start")
                     env = {"PODNET_CNI_SOCKET": sock}
-                spec = {"binary": str(REFERENCE + "/bridge" if c["type"] == "bridge" else bin_dir / c["type"]),
+                spec = {"binary": REFERENCE + "/bridge" if c["type"] == "bridge" else str(bin_dir / str(c["type"])),
                         "conf": conf, "pods": [netns.path_of(p) for p in pod_names],
+                        "mem_pods": [netns.path_of(p) for p in mem_pods],
                         "cni_path": f"{bin_dir}:{REFERENCE}", "env": env}
                 spec_path = Path(tmp) / "spec.json"
                 spec_path.write_text(json.dumps(spec))
@@ -139,13 +161,13 @@ def bench(pods: int, rounds: int, contenders: list[str]) -> dict[str, Any]:
                 if daemon is not None:
                     daemon_rss[name] = max(daemon_rss.get(name, 0), vm_hwm_kib(daemon.pid))
                     netns.stop(daemon)
-                for p in pod_names + [node]:
+                for p in pod_names + mem_pods + [node]:
                     netns.delete(p)
                     box.namespaces.remove(p)
     report: dict[str, Any] = {}
     for name, s in samples.items():
         report[name] = {k: round(statistics.median(v) * 1000, 1) for k, v in s.items() if k != "rss"}
-        report[name]["peak_rss_mib"] = round(max(s["rss"]) / 1024, 1)
+        report[name]["peak_rss_mib"] = round(max(s["rss"] or [0]) / 1024, 1)
         if name in daemon_rss:
             report[name]["daemon_peak_rss_mib"] = round(daemon_rss[name] / 1024, 1)
     return report
