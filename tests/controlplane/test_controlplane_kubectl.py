@@ -245,3 +245,38 @@ def test_nodes_and_status_subresource(cp: ControlPlane, tmp_path: Path) -> None:
     assert kget(cp, "node", name)["status"]["conditions"][0]["status"] == "True"  # main path ignores status
     assert "no/" + name in cp.kubectl("get", "no", "-o", "name", check=True).stdout.replace("node/", "no/")
     cp.kubectl("delete", "node", name, check=True)
+
+
+def test_verbs_on_namespaces_endpoints_endpointslices(cp: ControlPlane, ns: str) -> None:
+    ep = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "e", "namespace": ns},
+          "subsets": [{"addresses": [{"ip": "10.1.2.3"}], "ports": [{"port": 80, "name": "http"}]}]}
+    sl = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+          "metadata": {"name": "e-1", "namespace": ns, "labels": {"kubernetes.io/service-name": "e"}},
+          "addressType": "IPv4", "endpoints": [{"addresses": ["10.1.2.3"], "conditions": {"ready": True}}],
+          "ports": [{"port": 80, "name": "http", "protocol": "TCP"}]}
+    apply(cp, ep, sl)
+    for kind, name, extra in (("ns", ns, ()), ("ep", "e", ("-n", ns)), ("endpointslice", "e-1", ("-n", ns))):
+        cp.kubectl("label", kind, name, *extra, "team=net", check=True)
+        cp.kubectl("annotate", kind, name, *extra, "note=x", check=True)
+        cp.kubectl("patch", kind, name, *extra, "--type=merge", "-p", '{"metadata":{"labels":{"m":"1"}}}',
+                   check=True)
+        got = kget(cp, kind, name, *extra)
+        assert got["metadata"]["labels"]["team"] == "net" and got["metadata"]["labels"]["m"] == "1"
+        assert got["metadata"]["annotations"]["note"] == "x"
+    cp.kubectl("patch", "ep", "e", "-n", ns, "--type=json", "-p",
+               '[{"op":"replace","path":"/subsets/0/addresses/0/ip","value":"10.1.2.4"}]', check=True)
+    cp.kubectl("patch", "endpointslice", "e-1", "-n", ns, "-p",
+               '{"endpoints":[{"addresses":["10.1.2.5"],"conditions":{"ready":false}}]}', check=True)
+    assert kget(cp, "ep", "e", "-n", ns)["subsets"][0]["addresses"][0]["ip"] == "10.1.2.4"
+    got = kget(cp, "endpointslice", "e-1", "-n", ns)
+    assert got["endpoints"] == [{"addresses": ["10.1.2.5"], "conditions": {"ready": False}}]
+    got["ports"][0]["port"] = 8080
+    cp.kubectl("replace", "-f", "-", input=json.dumps(got), check=True)
+    assert kget(cp, "endpointslice", "e-1", "-n", ns)["ports"][0]["port"] == 8080
+    r = cp.kubectl("label", "ns", ns, "x=y", "--resource-version=1")
+    assert r.returncode == 1 and f'Operation cannot be fulfilled on namespaces "{ns}"' in r.stderr
+    assert 'endpoints "e" deleted' in cp.kubectl("delete", "ep", "e", "-n", ns, check=True).stdout
+    out = cp.kubectl("delete", "endpointslice", "e-1", "-n", ns, check=True).stdout
+    assert 'endpointslice.discovery.k8s.io "e-1" deleted' in out
+    r = cp.kubectl("delete", "ep", "e", "-n", ns)
+    assert r.returncode == 1 and 'endpoints "e" not found' in r.stderr
