@@ -132,7 +132,7 @@ class PodWorker:
         self.record = rec
         rt = agent.runtime
         try:
-            rt.create_netns(rec)
+            await asyncio.to_thread(rt.create_netns, rec)
             rec.network = network_to_dict(net)
             rt.save(rec)  # before ADD: a crash now still lets the next agent DEL it
             att = Attachment(rec.container_id, f"/run/netns/{rec.netns}", rec.ifname,
@@ -330,7 +330,7 @@ class PodWorker:
                     await self.agent.cni.delete(net, att, rec.cni_result)
             except CNIError as exc:
                 log.warning("pod %s/%s: CNI DEL failed: %s", rec.namespace, rec.name, exc)
-        rt.delete_netns(rec)
+        await asyncio.to_thread(rt.delete_netns, rec)
         rec.sandbox_released = True
         rec.sandbox_ready = False
         if rt.pod_dir(rec.uid).exists():

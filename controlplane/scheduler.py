@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Coroutine, Mapping, Sequence
 
 from controlplane.model import parse_node
 from controlplane.resources import NODES, PODS
@@ -157,6 +157,8 @@ async def run(client: Any, stop: asyncio.Event, **options: Any) -> None:
     await pods.start()
     await nodes.start()
     stopper = asyncio.ensure_future(stop.wait())
+    inflight: set[asyncio.Task[None]] = set()
+    slots = asyncio.Semaphore(16)  # bindings in flight; decisions stay sequential (assumed counts)
     try:
         while not stop.is_set():
             getter = asyncio.ensure_future(queue.get())
@@ -166,18 +168,31 @@ async def run(client: Any, stop: asyncio.Event, **options: Any) -> None:
                 break
             key = getter.result()
             queued.discard(key)
-            await _schedule_one(client, pods, nodes, key, name, assumed, unschedulable)
+            bind = _schedule_one(client, pods, nodes, key, name, assumed, unschedulable)
+            if bind is not None:
+                await slots.acquire()
+                task = asyncio.create_task(bind)
+                inflight.add(task)
+                task.add_done_callback(lambda t: _done(t, inflight, slots))
     finally:
+        for t in inflight:
+            t.cancel()
         stopper.cancel()
         await pods.stop()
         await nodes.stop()
 
 
-async def _schedule_one(client: Any, pods: Any, nodes: Any, key: str, name: str,
-                        assumed: dict[str, str], unschedulable: set[str]) -> None:
+def _done(task: "asyncio.Task[None]", inflight: "set[asyncio.Task[None]]", slots: asyncio.Semaphore) -> None:
+    inflight.discard(task)
+    slots.release()
+
+
+def _schedule_one(client: Any, pods: Any, nodes: Any, key: str, name: str,
+                  assumed: dict[str, str], unschedulable: set[str]) -> Coroutine[Any, Any, None] | None:
+    """Decide now (so the next decision counts this one); return the API call to make."""
     pod = pods.get(key)
     if pod is None or not needs_scheduling(pod, name) or key in assumed:
-        return
+        return None
     all_pods = [dict(p) for p in pods.list()]
     for p in all_pods:  # count bindings we made that the cache has not seen yet
         k = _key(p)
@@ -189,15 +204,22 @@ async def _schedule_one(client: Any, pods: Any, nodes: Any, key: str, name: str,
     ns, pod_name = pod["metadata"].get("namespace", "default"), pod["metadata"]["name"]
     if decision.node is None:
         unschedulable.add(key)
-        await _set_unschedulable(client, ns, pod_name, decision.reason)
-        return
+        return _set_unschedulable(client, ns, pod_name, decision.reason)
+    node = decision.node
+    assumed[key] = node
+    return _bind(client, pod, key, node, assumed, unschedulable)
+
+
+async def _bind(client: Any, pod: Mapping[str, Any], key: str, node: str, assumed: dict[str, str],
+                unschedulable: set[str]) -> None:
+    ns, pod_name = pod["metadata"].get("namespace", "default"), pod["metadata"]["name"]
     try:
-        await client.request("POST", PODS.path(ns, pod_name, "binding"), body=binding(pod, decision.node))
-        assumed[key] = decision.node
-        log.info("bound %s to %s", key, decision.node)
+        await client.request("POST", PODS.path(ns, pod_name, "binding"), body=binding(pod, node))
+        log.info("bound %s to %s", key, node)
     except Exception as exc:  # noqa: BLE001 - a conflict means someone else bound it
+        assumed.pop(key, None)
         if getattr(exc, "code", 0) not in (404, 409):
-            log.warning("binding %s to %s failed: %s", key, decision.node, exc)
+            log.warning("binding %s to %s failed: %s", key, node, exc)
             unschedulable.add(key)
 
 

@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--nodes", type=int, default=2)
             s.add_argument("--no-dns", action="store_true", help="do not deploy cluster DNS")
             s.add_argument("--timeout", type=float, default=120.0)
+            s.add_argument("--cni", choices=["podnet", "reference"], default="podnet",
+                           help="podnet-bridge/podnet-ipam (default) or the reference bridge/host-local")
         if name == "exec":
             s.add_argument("-n", "--namespace", default="default", help="pod namespace")
             s.add_argument("target", help="NODE or POD (or NAMESPACE/POD)")
@@ -41,7 +43,7 @@ def main(argv: list[str]) -> int:
     try:
         lab = Lab(args.name, getattr(args, "nodes", 2), log=say)
         if args.cmd == "up":
-            lab.up(dns=not args.no_dns, timeout=args.timeout)
+            lab.up(dns=not args.no_dns, timeout=args.timeout, cni=args.cni)
             print(f"lab {args.name} is up. kubeconfig: {lab.kubeconfig}")
             print(f"  kubectl --kubeconfig {lab.kubeconfig} get nodes -o wide")
             return 0

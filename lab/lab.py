@@ -32,6 +32,7 @@ class State:
     name: str
     nodes: int
     relay_port: int = 0
+    cni: str = "podnet"
     namespaces: list[str] = field(default_factory=list)
     processes: list[dict[str, Any]] = field(default_factory=list)  # role, pid, starttime
     created: float = 0.0
@@ -89,12 +90,14 @@ class Lab:
         return Client(self.api_url)
 
     # -- up ---------------------------------------------------------------------------------------
-    def up(self, dns: bool = True, timeout: float = 90.0) -> None:
+    def up(self, dns: bool = True, timeout: float = 90.0, cni: str = "podnet") -> None:
         if self.is_up():
             raise LabError(f"lab {self.t.name!r} is already up; `podnet lab down --name {self.t.name}` first")
         if self.t.state_dir.exists() or any(netns.exists(n) for n in self.t.namespaces):
             self.down()  # leftovers of a crashed lab
-        self.state = State(self.t.name, len(self.t.nodes), created=time.time())
+        if cni not in ("podnet", "reference"):
+            raise LabError(f"--cni {cni!r}: use podnet or reference")
+        self.state = State(self.t.name, len(self.t.nodes), created=time.time(), cni=cni)
         self.save()
         try:
             self._build_network()
@@ -155,11 +158,12 @@ class Lab:
         self._spawn("relay", None, topo.relay_argv(t, self.state.relay_port))
         for node in t.nodes:
             node.root_dir.mkdir(parents=True, exist_ok=True)
-            self._spawn(f"{node.name}-cni", node.netns, topo.cni_daemon_argv(node))
-            self._spawn(f"{node.name}-agent", node.netns, topo.agent_argv(t, node))
+            if self.state.cni == "podnet":
+                self._spawn(f"{node.name}-cni", node.netns, topo.cni_daemon_argv(node))
+            self._spawn(f"{node.name}-agent", node.netns, topo.agent_argv(t, node, cni=self.state.cni))
             self._spawn(f"{node.name}-proxy", node.netns, topo.proxy_argv(t, node))
         self.say(f"control plane {t.api_url} (kubectl via 127.0.0.1:{self.state.relay_port}), "
-                 f"{len(t.nodes)} agents and proxies started")
+                 f"{len(t.nodes)} agents ({self.state.cni} CNI plugins) and proxies started")
 
     async def _wait_cluster(self, dns: bool, timeout: float) -> None:
         from controlplane.resources import NODES, PODS, SERVICES
@@ -210,7 +214,7 @@ class Lab:
     def _argv_of(self, role: str) -> list[str]:
         for n in self.t.nodes:
             if role == f"{n.name}-agent":
-                return topo.agent_argv(self.t, n)
+                return topo.agent_argv(self.t, n, cni=self.state.cni)
             if role == f"{n.name}-proxy":
                 return topo.proxy_argv(self.t, n)
             if role == f"{n.name}-cni":

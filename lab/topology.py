@@ -115,10 +115,17 @@ def cni_daemon_argv(n: NodePlan, python: str = sys.executable) -> list[str]:
     return [python, "-m", "podnet", "cni", "daemon", "--socket", str(n.cni_socket)]
 
 
-def agent_argv(t: Topology, n: NodePlan, python: str = sys.executable) -> list[str]:
+REFERENCE_CNI_DIR = "/usr/lib/cni"  # Debian containernetworking-plugins
+
+
+def agent_argv(t: Topology, n: NodePlan, python: str = sys.executable, cni: str = "podnet") -> list[str]:
+    """cni: "podnet" (podnet-bridge + podnet-ipam with the node's CNI daemon) or "reference"
+    (containernetworking-plugins bridge + host-local)."""
+    plugins = (["--cni-plugin", "bridge", "--cni-ipam", "host-local"] if cni == "reference" else
+               ["--cni-daemon-socket", str(n.cni_socket)])
     return [python, "-m", "podnet", "agent", "--server", t.api_url, "--node", n.name, "--node-ip", n.ip,
-            "--cni-bin-dir", f"{t.cni_bin_dir}:/usr/lib/cni", "--cni-conf-dir", str(n.cni_conf_dir),
-            "--write-cni-conf", "--cni-daemon-socket", str(n.cni_socket),
+            "--cni-bin-dir", f"{t.cni_bin_dir}:{REFERENCE_CNI_DIR}", "--cni-conf-dir", str(n.cni_conf_dir),
+            "--write-cni-conf", *plugins,
             "--non-masquerade-cidr", CLUSTER_CIDR, "--cluster-dns", CLUSTER_DNS,
             "--cluster-domain", CLUSTER_DOMAIN, "--root-dir", str(n.root_dir)]
 
