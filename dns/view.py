@@ -242,15 +242,18 @@ class ViewBuilder:
             self._pods_dirty = True
 
     # ---------------------------------------------------------------- snapshots
-    def _refresh(self, key: Key) -> None:
+    def _remove(self, key: Key) -> None:
         old = self._records.pop(key, None)
-        if old is not None:
-            self._ns_count[key[0]] -= 1
-            if not self._ns_count[key[0]]:
-                del self._ns_count[key[0]]
-            for ip, name in reverse_entries(old):
-                if self._reverse.get(ip) == name:
-                    del self._reverse[ip]
+        if old is None:
+            return
+        self._ns_count[key[0]] -= 1
+        if not self._ns_count[key[0]]:
+            del self._ns_count[key[0]]
+        for ip, name in reverse_entries(old):
+            if self._reverse.get(ip) == name:
+                del self._reverse[ip]
+
+    def _add(self, key: Key) -> None:
         svc = self._services.get(key)
         if svc is None:
             return
@@ -261,8 +264,11 @@ class ViewBuilder:
             self._reverse.setdefault(ip, name)
 
     def snapshot(self, *, serial: int = 0, generation: int | None = None) -> ClusterView:
-        for key in sorted(self._dirty):
-            self._refresh(key)
+        dirty = sorted(self._dirty)
+        for key in dirty:  # all removals first: an IP may move from one service to another
+            self._remove(key)
+        for key in dirty:
+            self._add(key)
         self._dirty.clear()
         if self._pods_dirty:
             self._pod_ips = frozenset((ns, ip) for (ns, _), ips in self._pods.items() for ip in ips)

@@ -81,9 +81,9 @@ def start_podnet(tmp: Path, api: str, workers: int, stack: ExitStack) -> tuple[i
     return port, proc
 
 
-def start_dnsmasq(tmp: Path, n: int, stack: ExitStack) -> tuple[int, subprocess.Popen[bytes]]:
+def start_dnsmasq(tmp: Path, n: int, stack: ExitStack, srv: bool = True) -> tuple[int, subprocess.Popen[bytes]]:
     port = free_port()
-    conf = cluster.dnsmasq_config(n, tmp)
+    conf = cluster.dnsmasq_config(n, tmp, srv=srv)
     proc = subprocess.Popen(
         ["dnsmasq", "-k", f"--conf-file={conf}", "--no-resolv", "--no-hosts", "--listen-address=127.0.0.1",
          f"--port={port}", "--bind-interfaces", "--pid-file=", "--user=root", "--cache-size=10000"],
@@ -123,13 +123,14 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return rss / 1024, hwm / 1024
 
 
-def qps_bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    queries = tmp / "queries.txt"
-    queries.write_text("\n".join(cluster.queries(args.services)) + "\n")
-    results: dict[str, Any] = {"services": args.services, "seconds": args.seconds, "rounds": []}
+def qps_bench(args: argparse.Namespace, tmp: Path, srv: bool = True) -> dict[str, Any]:
+    """One run: dnsmasq and each podnet dns variant in turn, `rounds` times (interleaved)."""
+    queries = tmp / f"queries-{'srv' if srv else 'nosrv'}.txt"
+    queries.write_text("\n".join(cluster.queries(args.services, srv=srv)) + "\n")
+    results: dict[str, Any] = {"services": args.services, "seconds": args.seconds, "srv": srv, "rounds": []}
     with ExitStack() as stack:
         api = start_api(tmp, args.services, stack)
-        masq_port, _ = start_dnsmasq(tmp, args.services, stack)
+        masq_port, _ = start_dnsmasq(tmp, args.services, stack, srv=srv)
         servers = {f"podnet-w{w}": start_podnet(tmp, api, w, stack)[0] for w in args.workers}
         for port in [masq_port, *servers.values()]:
             dnsperf(port, queries, 1)  # warm-up (fills podnet's answer cache)
@@ -138,7 +139,8 @@ def qps_bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             for name, port in servers.items():
                 row[name] = dnsperf(port, queries, args.seconds)
             results["rounds"].append(row)
-            print(f"round {r + 1}: " + ", ".join(f"{k} {v['qps']:.0f} qps" for k, v in row.items()), flush=True)
+            print(f"{'mix' if srv else 'no-SRV mix'} round {r + 1}: "
+                  + ", ".join(f"{k} {v['qps']:.0f} qps" for k, v in row.items()), flush=True)
     return results
 
 
@@ -167,6 +169,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--workers", default="1,2", help="podnet dns --workers values to measure")
     p.add_argument("--memory-services", type=int, default=10000)
+    p.add_argument("--no-srv", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the mix without SRV (dnsmasq's best case: hosts only)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     args.workers = [int(w) for w in args.workers.split(",") if w]
@@ -177,11 +181,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-dns-") as d:
         tmp = Path(d)
         qps = qps_bench(args, tmp)
+        nosrv = qps_bench(args, tmp, srv=False) if args.no_srv else None
         mem = memory_bench(args, tmp) if args.memory_services else {}
-    summary = summarize(qps)
+    summary = {"mix": summarize(qps), **({"no_srv_mix": summarize(nosrv)} if nosrv else {})}
     print(json.dumps({"qps": summary, "memory": mem}, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps({"qps": qps, "summary": summary, "memory": mem}, indent=2))
+        Path(args.json).write_text(json.dumps({"runs": [qps, nosrv], "summary": summary, "memory": mem}, indent=2))
     return 0
 
 

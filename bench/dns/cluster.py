@@ -59,8 +59,8 @@ def objects(n: int) -> tuple[list[JSON], list[JSON]]:
     return services, slices
 
 
-def queries(n: int, count: int = 20000, seed: int = 1) -> list[str]:
-    """dnsperf lines: A 40%, AAAA 15% (NODATA), SRV 15%, PTR 15%, NXDOMAIN 15%."""
+def queries(n: int, count: int = 20000, seed: int = 1, srv: bool = True) -> list[str]:
+    """dnsperf lines: A 40%, AAAA 15% (NODATA), SRV 15%, PTR 15%, NXDOMAIN 15% (SRV -> A when not `srv`)."""
     rng = random.Random(seed)
     out = []
     for _ in range(count):
@@ -73,7 +73,7 @@ def queries(n: int, count: int = 20000, seed: int = 1) -> list[str]:
         elif r < 0.55:
             out.append(f"{fq} AAAA")
         elif r < 0.70:
-            out.append(f"_http._tcp.{fq} SRV")
+            out.append(f"_http._tcp.{fq} SRV" if srv else f"{fq} A")
         elif r < 0.85:
             ip = endpoint_ip(i, 0) if headless(i) else cluster_ip(i)
             out.append(f"{ipaddress.ip_address(ip).reverse_pointer} PTR")
@@ -82,8 +82,11 @@ def queries(n: int, count: int = 20000, seed: int = 1) -> list[str]:
     return out
 
 
-def dnsmasq_config(n: int, directory: Path) -> Path:
-    """hosts file (A + automatic PTR) and srv-host lines serving the same records as podnet dns."""
+def dnsmasq_config(n: int, directory: Path, srv: bool = True) -> Path:
+    """hosts file (A + automatic PTR) and srv-host lines serving the same records as podnet dns.
+
+    dnsmasq scans its srv-host list linearly for every query, so `srv=False` (hosts only) is
+    its best case, reported separately."""
     hosts, conf = [], []
     for i in range(n):
         name, ns = _svc_name(i)
@@ -99,9 +102,11 @@ def dnsmasq_config(n: int, directory: Path) -> Path:
             conf.append(f"srv-host=_http._tcp.{fq},{fq},80,0,100")
             conf.append(f"srv-host=_dns._udp.{fq},{fq},53,0,100")
     (directory / "hosts").write_text("\n".join(hosts) + "\n")
+    if not srv:
+        conf = []
     conf.append(f"addn-hosts={directory / 'hosts'}")
     conf.append(f"local=/{ZONE}/")
-    path = directory / "dnsmasq.conf"
+    path = directory / ("dnsmasq.conf" if srv else "dnsmasq-nosrv.conf")
     path.write_text("\n".join(conf) + "\n")
     return path
 

@@ -223,3 +223,12 @@ def test_answer_never_raises_on_odd_names() -> None:
             reply = answer(q, view, Options())
             assert reply.message is None or reply.message.header.qr == 1
     assert QTYPE.ANY == 255
+
+
+def test_cluster_ip_moving_between_services_keeps_ptr() -> None:
+    b = ViewBuilder("cluster.local")
+    b.set_service(parse_service(_svc("zeta", "10.96.0.7")))
+    b.snapshot()
+    b.delete_service("default", "zeta")
+    b.set_service(parse_service(_svc("alpha", "10.96.0.7")))  # sorts before the removed one
+    assert b.snapshot().reverse[ipaddress.ip_address("10.96.0.7")] == "alpha.default.svc"
