@@ -186,9 +186,12 @@ class ServiceAllocator:
             spec.pop("clusterIPs", None)
             return [], old_ips
         requested = _cluster_ips_raw(spec)
+        if not self._families_ok(spec, requested, causes):
+            return [], []
         if requested and requested[0] == "None":
             spec["clusterIPs"] = ["None"]
             spec["clusterIP"] = "None"
+            spec["ipFamilies"] = [self.family]
             return [], old_ips
         allocate: list[str] = []
         if requested:
@@ -217,10 +220,39 @@ class ServiceAllocator:
             allocate.append(ip)
             spec["clusterIP"] = ip
             spec["clusterIPs"] = [ip]
-        fam = "IPv4" if self.cidr.version == 4 else "IPv6"
-        spec["ipFamilies"] = [fam]
+        spec["ipFamilies"] = [self.family]
         spec.setdefault("ipFamilyPolicy", "SingleStack")
         return allocate, old_ips
+
+    @property
+    def family(self) -> str:
+        return "IPv4" if self.cidr.version == 4 else "IPv6"
+
+    def _families_ok(self, spec: JSON, requested: list[str], causes: list[Cause]) -> bool:
+        """A single-stack cluster: RequireDualStack, a second clusterIP or another family are 422."""
+        before = len(causes)
+        if spec.get("ipFamilyPolicy") == "RequireDualStack":
+            causes.append(Cause("spec.ipFamilyPolicy", 'Invalid value: "RequireDualStack": this cluster is not '
+                                "configured for dual-stack services"))
+        raw = spec.get("ipFamilies")
+        fams: list[Any] = raw if isinstance(raw, list) else []
+        for i, fam in enumerate(fams):
+            if fam in ("IPv4", "IPv6") and fam != self.family:
+                causes.append(Cause(f"spec.ipFamilies[{i}]", f'Invalid value: "{fam}": not configured on this '
+                                    "cluster"))
+        if len(requested) > 1:
+            causes.append(Cause("spec.clusterIPs", f"Invalid value: {fmt_value(requested)}: this cluster is not "
+                                "configured for dual-stack services"))
+        for i, ip in enumerate(requested[:1]):
+            try:
+                version = ipaddress.ip_address(ip).version
+            except ValueError:
+                continue
+            if version != self.cidr.version:
+                fam = "IPv4" if version == 4 else "IPv6"
+                causes.append(Cause(f"spec.clusterIPs[{i}]", f"Invalid value: {fmt_value(requested)}: "
+                                    f"IP family {fam} is not configured on this cluster"))
+        return len(causes) == before
 
     def _plan_ports(self, spec: JSON, ospec: JSON, causes: list[Cause]) -> tuple[list[int], list[int]]:
         old_ports = set(_node_ports(ospec))

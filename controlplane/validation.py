@@ -240,7 +240,8 @@ def _default_service(obj: JSON) -> None:
             parsed = parse_ip(ip)
             if parsed is not None:
                 fams.append("IPv4" if parsed.version == 4 else "IPv6")
-        spec["ipFamilies"] = fams or ["IPv4"]
+        if fams:
+            spec["ipFamilies"] = fams  # otherwise the allocator fills the cluster's family
 
 
 def _default_container(c: JSON) -> None:

@@ -217,3 +217,16 @@ def test_ten_thousand_services_fast() -> None:
             ports.add(out["spec"]["ports"][0]["nodePort"])
     assert len(ips) == 10_000 and len(ports) == 2500
     assert time.perf_counter() - start < 5.0
+
+
+def test_single_stack_cluster_rejects_dual_stack_and_other_family() -> None:
+    alloc = ServiceAllocator("10.96.0.0/12")
+    assert invalid(alloc, svc("a", ipFamilyPolicy="RequireDualStack"))[0] == (
+        "spec.ipFamilyPolicy", 'Invalid value: "RequireDualStack": this cluster is not configured for dual-stack '
+                               "services")
+    assert invalid(alloc, svc("b", ipFamilies=["IPv6"]))[0] == (
+        "spec.ipFamilies[0]", 'Invalid value: "IPv6": not configured on this cluster')
+    assert "spec.clusterIPs" in [f for f, _ in invalid(alloc, svc("c", clusterIPs=["10.96.0.5", "fd00::5"]))]
+    assert all("not configured on this cluster" in m for _, m in invalid(alloc, svc("d", clusterIP="fd00::5")))
+    out = create(alloc, svc("e", ipFamilyPolicy="PreferDualStack"))
+    assert out["spec"]["ipFamilies"] == ["IPv4"] and out["spec"]["ipFamilyPolicy"] == "PreferDualStack"
