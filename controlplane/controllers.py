@@ -39,8 +39,15 @@ def load(name: str) -> Callable[..., Any] | None:
         if exc.name and module_name.startswith(exc.name):
             log.warning("controller %s: module %s does not exist yet; not started", name, module_name)
             return None
-        raise
-    return getattr(module, func)  # type: ignore[no-any-return]
+        log.exception("controller %s: cannot import %s; not started", name, module_name)
+        return None
+    except Exception:  # a broken controller must not take the API server down
+        log.exception("controller %s: cannot import %s; not started", name, module_name)
+        return None
+    run = getattr(module, func, None)
+    if run is None:
+        log.error("controller %s: %s has no %s(); not started", name, module_name, func)
+    return run  # type: ignore[no-any-return]
 
 
 async def _supervise(name: str, run: Callable[..., Any], client: Any, stop: asyncio.Event,

@@ -292,7 +292,7 @@ class APIServer:
                 return await self.delete_collection(request, t)
         elif method == "GET" and t.sub is None and (t.watch_path or query_bool(request, "watch")):
             return await self.watch(request, t)
-        elif method == "GET":
+        elif method == "GET" and t.sub != "binding":
             return self.get(request, t)
         elif method == "PUT":
             return await self.update(request, t)

@@ -144,6 +144,7 @@ def test_unknown_paths_and_params(h: HTTP) -> None:
     h.json("POST", "/api/v1/pods", POD, expect=405)
     h.json("PUT", "/api/v1/namespaces/default/pods", POD, expect=405)
     h.json("DELETE", "/api/v1/namespaces", expect=405)
+    h.json("GET", "/api/v1/namespaces/default/pods/x/binding", expect=405)
     _, body = h.json("DELETE", "/api/v1/namespaces/default", expect=403)
     assert body["reason"] == "Forbidden"
     status, _, _ = h.req("POST", pods(), b"{" + b" " * (4 * 1024 * 1024) + b"}")
