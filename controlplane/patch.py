@@ -492,25 +492,39 @@ def _item_key(kind: str, path: tuple[str, ...], meta: ListMeta, item: Any) -> st
     return "k:" + json.dumps(values, sort_keys=True, separators=(",", ":"))
 
 
-def field_set(obj: Any, kind: str, path: tuple[str, ...] = (), prefix: FieldPath = ()) -> set[FieldPath]:
-    """The leaf field paths `obj` sets, in managedFields (FieldsV1) notation."""
-    out: set[FieldPath] = set()
+_EXISTS = object()  # the value recorded for a keyed list item's "." (it exists)
+
+
+def field_values(obj: Any, kind: str) -> dict[FieldPath, Any]:
+    """Every leaf field path `obj` sets (managedFields FieldsV1 notation) with its value."""
+    out: dict[FieldPath, Any] = {}
+    _walk_fields(obj, kind, (), (), out)
+    return out
+
+
+def _walk_fields(obj: Any, kind: str, path: tuple[str, ...], prefix: FieldPath, out: dict[FieldPath, Any]) -> None:
     if isinstance(obj, dict) and obj:
         for k, v in obj.items():
             if k.startswith("$"):
                 continue
-            out |= field_set(v, kind, path + (k,), prefix + (f"f:{k}",))
-    elif isinstance(obj, list) and (meta := list_meta(kind, path)) is not None and obj:
+            sub = prefix + (f"f:{k}",)
+            if sub not in _STRIPPED:
+                _walk_fields(v, kind, path + (k,), sub, out)
+    elif isinstance(obj, list) and obj and (meta := list_meta(kind, path)) is not None:
         for item in obj:
             ikey = prefix + (_item_key(kind, path, meta, item),)
             if meta.key and isinstance(item, dict):
-                out.add(ikey + (".",))
-                out |= field_set(item, kind, path + ("[]",), ikey)
+                out[ikey + (".",)] = _EXISTS
+                _walk_fields(item, kind, path + ("[]",), ikey, out)
             else:
-                out.add(ikey)
+                out[ikey] = item
     elif prefix:
-        out.add(prefix)
-    return {p for p in out if not any(p[:len(s)] == s for s in _STRIPPED)}
+        out[prefix] = obj
+
+
+def field_set(obj: Any, kind: str) -> set[FieldPath]:
+    """The leaf field paths `obj` sets, in managedFields (FieldsV1) notation."""
+    return set(field_values(obj, kind))
 
 
 def encode_fields(paths: set[FieldPath]) -> JSON:
@@ -623,7 +637,8 @@ def apply_server_side(live: JSON | None, applied: JSON, kind: str, field_manager
     meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
     for key in _IDENTITY:
         meta.pop(key, None)
-    owned = field_set(body, kind)
+    body_values = field_values(body, kind)
+    owned = set(body_values)
     if live is None:
         out = copy_json(body)
         out.setdefault("metadata", {})["managedFields"] = [_entry(field_manager, api_version, owned, now)]
@@ -638,15 +653,12 @@ def apply_server_side(live: JSON | None, applied: JSON, kind: str, field_manager
         else:
             others.append((e, fields))
     conflicts = []
+    live_values = field_values(live, kind) if others else {}
     for e, fields in others:
         if e.get("subresource"):
             continue
         for p in sorted(owned & fields):
-            if p[-1] == ".":
-                continue
-            have, exists = _resolve(live, p, kind)
-            want, _ = _resolve(body, p, kind)
-            if exists and have != want:
+            if p[-1] != "." and p in live_values and live_values[p] != body_values[p]:
                 conflicts.append((str(e.get("manager", "")), p))
     if conflicts and not force:
         raise _ssa_conflict(conflicts)
@@ -674,10 +686,10 @@ def record_update(old: JSON | None, new: JSON, kind: str, field_manager: str, *,
     """A copy of `new` whose managedFields also credit `field_manager` (operation Update) with the
     fields that changed from `old` (all fields on create), taking them from other managers."""
     now = now or _now()
-    changed = field_set(new, kind) - (field_set(old, kind) if old else set())
-    if old:
-        changed |= {p for p in field_set(new, kind) & field_set(old, kind)
-                    if _resolve(new, p, kind)[0] != _resolve(old, p, kind)[0]}
+    new_values = field_values(new, kind)
+    old_values = field_values(old, kind) if old else {}
+    missing = object()
+    changed = {p for p, v in new_values.items() if old_values.get(p, missing) != v}
     out = copy_json(new)
     meta = out.setdefault("metadata", {})
     entries = [e for e in meta.get("managedFields") or [] if isinstance(e, dict)]
