@@ -47,7 +47,7 @@ def _now() -> datetime:
 class Proxier:
     def __init__(self, hostname: str, ipt: backend.Iptables, options: RenderOptions, *,
                  metrics: ProxyMetrics | None = None, health: ProxierHealth | None = None,
-                 conntrack_cleanup: bool = True) -> None:
+                 conntrack_cleanup: bool = True, incremental: bool = True) -> None:
         self.hostname = hostname
         self.ipt = ipt
         self.options = options
@@ -64,6 +64,11 @@ class Proxier:
         self.services_synced = False
         self.slices_synced = False
         self.known_nat_chains: frozenset[str] = frozenset()
+        # incremental partial syncs: top-level chains get a -D/-I delta and unchanged Services are
+        # not re-rendered (upstream rewrites KUBE-SERVICES every sync; at 10k Services that alone
+        # costs ~1 s per restore). Full syncs (start, failures, flushes, every sync-period) rewrite all.
+        self.incremental = incremental
+        self.fragments: Mapping[Any, Any] | None = None
         self.last_full_sync = 0.0
         self.last_result: SyncResult | None = None
         self.syncs = 0
@@ -171,7 +176,9 @@ class Proxier:
             gc_was_enabled = gc.isenabled()
             gc.disable()  # rendering allocates ~1M short-lived strings at 10k Services: GC passes double it
             try:
-                rendered = render(ProxyState(self.svc_map, self.endpoints_map, self.options, changed, existing))
+                previous = self.fragments if (self.incremental and not full) else None
+                rendered = render(ProxyState(self.svc_map, self.endpoints_map, self.options, changed, existing,
+                                             previous))
             finally:
                 if gc_was_enabled:
                     gc.enable()
@@ -181,12 +188,14 @@ class Proxier:
             if not full:
                 self.metrics.partial_restore_failures.inc()
             self.need_full_sync = True  # the changes were consumed: only a full sync is correct now
+            self.fragments = None
             log.error("sync failed (%s sync): %s", "full" if full else "partial", exc)
             result = SyncResult(False, full, time.monotonic() - start, error=str(exc))
             self._observe(result)
             return result
         self.need_full_sync = False
         self.known_nat_chains = rendered.active_nat_chains
+        self.fragments = rendered.fragments
         if full:
             self.last_full_sync = time.monotonic()
         now = _now()

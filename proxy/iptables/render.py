@@ -44,6 +44,9 @@ class ProxyState:
     options: RenderOptions = field(default_factory=RenderOptions)
     changed: frozenset[ObjectRef] | None = None  # None: full sync; else only these Services' chains
     existing_nat_chains: frozenset[str] = frozenset()  # chains now in the kernel, for stale deletion
+    # fragments of the last applied render: with `changed`, top-level chains get a rule delta
+    # (-D / -I) instead of a rewrite, and unchanged services are not re-rendered (incremental mode)
+    previous: Mapping[ServicePortName, "Fragment"] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,77 @@ class Rendered:
     large_cluster: bool
     no_local_endpoints_internal: int
     no_local_endpoints_external: int
+    fragments: Mapping[ServicePortName, "Fragment"] = field(default_factory=dict)
+
+
+FILTER_SERVICES = ("filter", n.KUBE_SERVICES)
+FILTER_EXTERNAL = ("filter", n.KUBE_EXTERNAL_SERVICES)
+FILTER_FIREWALL = ("filter", n.KUBE_PROXY_FIREWALL)
+FILTER_NODEPORTS = ("filter", n.KUBE_NODEPORTS)
+NAT_SERVICES = ("nat", n.KUBE_SERVICES)
+NAT_NODEPORTS = ("nat", n.KUBE_NODEPORTS)
+
+
+class Fragment:
+    """What one service port contributes: rules in the shared top-level chains (`tops`) and the
+    nat chains it owns (`own`: SVC/SVL/EXT/FW/SEP)."""
+
+    __slots__ = ("tops", "own", "active", "no_local_internal", "no_local_external")
+
+    def __init__(self) -> None:
+        self.tops: dict[tuple[str, str], list[str]] = {}
+        self.own: dict[str, list[str]] = {}
+        self.active: list[str] = []
+        self.no_local_internal = 0
+        self.no_local_external = 0
+
+    def top(self, key: tuple[str, str]) -> list[str]:
+        lines = self.tops.get(key)
+        if lines is None:
+            lines = self.tops[key] = []
+        return lines
+
+    def chain(self, name: str) -> list[str]:
+        lines = self.own.get(name)
+        if lines is None:
+            lines = self.own[name] = []
+        return lines
+
+    def own_lines(self) -> int:
+        return sum(len(v) for v in self.own.values())
+
+
+def _top_level_delta(previous: Mapping[ServicePortName, Fragment], frags: Mapping[ServicePortName, Fragment],
+                     changed: frozenset[ObjectRef]) -> dict[str, list[str]]:
+    """-D / -I / -A lines turning the top-level chains of `previous` into those of `frags`.
+
+    Only service ports of changed Services can differ. New nat KUBE-SERVICES rules are inserted
+    at the top (the NodePorts jump must stay last); rule order among services is irrelevant
+    because each rule matches a distinct destination.
+    """
+    old: dict[tuple[str, str], list[str]] = {}
+    new: dict[tuple[str, str], list[str]] = {}
+    for src, dst in ((previous, old), (frags, new)):
+        for spn, frag in src.items():
+            if spn.ref in changed:
+                for key, lines in frag.tops.items():
+                    dst.setdefault(key, []).extend(lines)
+    out: dict[str, list[str]] = {"filter": [], "nat": []}
+    for key in sorted(set(old) | set(new)):
+        table, chain = key
+        before, after = old.get(key, []), new.get(key, [])
+        keep_old, keep_new = set(before), set(after)
+        out[table] += ["-D" + line[2:] for line in before if line not in keep_new]
+    for key in sorted(set(old) | set(new)):
+        table, chain = key
+        before, after = old.get(key, []), new.get(key, [])
+        keep_old = set(before)
+        adds = [line for line in after if line not in keep_old]
+        if key == NAT_SERVICES:
+            out[table] += [f"-I {chain} 1" + line[3 + len(chain):] for line in reversed(adds)]
+        else:
+            out[table] += adds
+    return out
 
 
 class _Table:
@@ -74,7 +148,7 @@ class _Table:
     def lines(self) -> int:
         return sum(len(r) for r in self.chains.values())
 
-    def emit(self, out: list[str], header: str, deleted: Sequence[str] = ()) -> None:
+    def emit(self, out: list[str], header: str, deleted: Sequence[str] = (), extra: Sequence[str] = ()) -> None:
         order = sorted(self.chains)
         for first in (n.KUBE_SERVICES, n.KUBE_NODEPORTS):  # these two lead, as in upstream's dumps
             if first in self.chains:
@@ -83,30 +157,11 @@ class _Table:
         out.append(header)
         out.extend(f":{c} - [0:0]" for c in order)
         out.extend(f":{c} - [0:0]" for c in deleted)
+        out.extend(extra)
         for c in order:
             out.extend(self.chains[c])
         out.extend(f"-X {c}" for c in deleted)
         out.append("COMMIT")
-
-
-class _Discard(_Table):
-    """Where a partial sync writes the chains of unchanged services (counted, not emitted)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def chain(self, name: str) -> list[str]:
-        return _CountingList(self)
-
-
-class _CountingList(list[str]):
-    def __init__(self, owner: _Discard) -> None:
-        super().__init__()
-        self._owner = owner
-
-    def append(self, _line: str) -> None:  # type: ignore[override]
-        self._owner.count += 1
 
 
 def _spn_key(spn: ServicePortName) -> tuple[str, str, str, str]:
@@ -135,7 +190,6 @@ class _Renderer:
         self.mark = self.o.masquerade_mark
         self.filter = _Table()
         self.nat = _Table()
-        self.skipped = _Discard()
         self.active: set[str] = set()
         total = sum(len(state.endpoints.get(spn, ())) for spn in state.services)
         self.large = total > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
@@ -146,21 +200,53 @@ class _Renderer:
         self.if_not_local = f"! -s {cidr}" if cidr is not None else ""
 
     def run(self) -> Rendered:
-        self._top_level()
-        services, endpoints = self.s.services, self.s.endpoints
+        services, endpoints, changed = self.s.services, self.s.endpoints, self.s.changed
+        previous = self.s.previous if changed is not None else None
+        frags: dict[ServicePortName, Fragment] = {}
+        skipped = 0
         for spn in sorted(services, key=_spn_key):
-            self._service(services[spn], endpoints.get(spn, ()))
+            fresh = changed is None or spn.ref in changed
+            frag = None if fresh or previous is None else previous.get(spn)
+            if frag is None:
+                frag = self._service(services[spn], endpoints.get(spn, ()))
+            frags[spn] = frag
+            self.active.update(frag.active)
+            self.no_local_internal += frag.no_local_internal
+            self.no_local_external += frag.no_local_external
+            if fresh:
+                for chain, lines in frag.own.items():
+                    self.nat.chain(chain).extend(lines)
+            else:
+                skipped += frag.own_lines()
         deleted = tuple(sorted(c for c in self.s.existing_nat_chains - self.active if n.is_service_chain(c)))
-        self._tail()
+        tops_filter = sum(len(v) for f in frags.values() for (t, _c), v in f.tops.items() if t == "filter")
+        tops_nat = sum(len(v) for f in frags.values() for (t, _c), v in f.tops.items() if t == "nat")
+        delta: dict[str, list[str]] = {}
+        if previous is None:
+            self._top_level()
+            for frag in frags.values():
+                for (table, chain), lines in frag.tops.items():
+                    (self.filter if table == "filter" else self.nat).chain(chain).extend(lines)
+            self._tail()
+            filter_rules, nat_rules = self.filter.lines(), self.nat.lines() + skipped
+        else:
+            delta = _top_level_delta(previous, frags, changed or frozenset())
+            own = self.nat
+            self.filter, self.nat = _Table(), _Table()  # static chains only counted, not rewritten
+            self._top_level()
+            self._tail()
+            filter_rules = self.filter.lines() + tops_filter
+            nat_rules = self.nat.lines() + tops_nat + skipped + own.lines()
+            self.filter, self.nat = _Table(), own
         out: list[str] = []
-        self.filter.emit(out, "*filter")
-        self.nat.emit(out, "*nat", deleted)
-        nat_written = self.nat.lines()
+        self.filter.emit(out, "*filter", extra=delta.get("filter", ()))
+        self.nat.emit(out, "*nat", deleted, extra=delta.get("nat", ()))
         return Rendered(
             text="\n".join(out) + "\n", active_nat_chains=frozenset(self.active), deleted_nat_chains=deleted,
-            filter_rules=self.filter.lines(), nat_rules=nat_written + self.skipped.count,
-            nat_rules_written=nat_written, large_cluster=self.large,
-            no_local_endpoints_internal=self.no_local_internal, no_local_endpoints_external=self.no_local_external)
+            filter_rules=filter_rules, nat_rules=nat_rules,
+            nat_rules_written=self.nat.lines() + len(delta.get("nat", ())), large_cluster=self.large,
+            no_local_endpoints_internal=self.no_local_internal, no_local_endpoints_external=self.no_local_external,
+            fragments=frags)
 
     def _top_level(self) -> None:
         for c in (n.KUBE_SERVICES, n.KUBE_EXTERNAL_SERVICES, n.KUBE_FORWARD, n.KUBE_NODEPORTS, n.KUBE_PROXY_FIREWALL):
@@ -197,7 +283,8 @@ class _Renderer:
 
     # ------------------------------------------------------------ one service port
 
-    def _service(self, svc: ServicePortInfo, endpoints: Sequence[EndpointInfo]) -> None:
+    def _service(self, svc: ServicePortInfo, endpoints: Sequence[EndpointInfo]) -> Fragment:
+        frag = Fragment()
         name = svc.name_text
         proto = svc.protocol.value.lower()
         cat = categorize_endpoints(endpoints, svc)
@@ -227,16 +314,16 @@ class _Renderer:
         else:
             if not has_internal:
                 int_target, int_comment = "DROP", f'"{name} has no local endpoints"'
-                self.no_local_internal += 1
+                frag.no_local_internal = 1
             if not has_external:
                 ext_target, ext_comment = "DROP", f'"{name} has no local endpoints"'
-                self.no_local_external += 1
+                frag.no_local_external = 1
 
         match = f"-m {proto} -p {proto}"
         port = svc.port
-        f_svcs = self.filter.chain(n.KUBE_SERVICES)
-        f_ext = self.filter.chain(n.KUBE_EXTERNAL_SERVICES)
-        n_svcs = self.nat.chain(n.KUBE_SERVICES)
+        f_svcs = frag.top(FILTER_SERVICES)
+        f_ext = frag.top(FILTER_EXTERNAL)
+        n_svcs = frag.top(NAT_SERVICES)
         cip = svc.cluster_ip_text
         if has_internal:
             n_svcs.append(f'-A {n.KUBE_SERVICES} -m comment --comment "{name} cluster IP" {match} -d {cip} '
@@ -256,7 +343,7 @@ class _Renderer:
                 n_svcs.append(f'-A {n.KUBE_SERVICES} -m comment --comment "{name} loadbalancer IP" {match} '
                               f"-d {lbip} --dport {port} -j {lb_chain}")
             if uses_fw:
-                self.filter.chain(n.KUBE_PROXY_FIREWALL).append(
+                frag.top(FILTER_FIREWALL).append(
                     f'-A {n.KUBE_PROXY_FIREWALL} -m comment --comment "{name} traffic not accepted by {fw_chain}" '
                     f"{match} -d {lbip} --dport {port} -j DROP")
         if not has_external:
@@ -265,19 +352,17 @@ class _Renderer:
                              f"--dport {port} -j {ext_target}")
         if svc.node_port:
             if has_any:
-                self.nat.chain(n.KUBE_NODEPORTS).append(
+                frag.top(NAT_NODEPORTS).append(
                     f"-A {n.KUBE_NODEPORTS} -m comment --comment {name} {match} --dport {svc.node_port} -j {ext_chain}")
             if not has_external:
                 f_ext.append(f"-A {n.KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} "
                              f"-m addrtype --dst-type LOCAL {match} --dport {svc.node_port} -j {ext_target}")
         if svc.health_check_node_port:
-            self.filter.chain(n.KUBE_NODEPORTS).append(
+            frag.top(FILTER_NODEPORTS).append(
                 f'-A {n.KUBE_NODEPORTS} -m comment --comment "{name} health check node port" -m tcp -p tcp '
                 f"--dport {svc.health_check_node_port} -j ACCEPT")
 
-        changed = self.s.changed
-        nat = self.nat if changed is None or svc.name.ref in changed else self.skipped
-
+        nat = frag
         if has_internal:
             args = f'-m comment --comment "{name} cluster IP" {match} -d {cip} --dport {port}'
             if self.o.masquerade_all:
@@ -286,7 +371,7 @@ class _Renderer:
                 nat.chain(internal_chain).append(f"-A {internal_chain} {args} {self.if_not_local} -j {n.KUBE_MARK_MASQ}")
 
         if uses_ext_chain:
-            self.active.add(ext_chain)
+            frag.active.append(ext_chain)
             rules = nat.chain(ext_chain)
             if not svc.external_policy_local:
                 rules.append(f'-A {ext_chain} -m comment --comment "masquerade traffic for {name} external '
@@ -303,7 +388,7 @@ class _Renderer:
                 rules.append(f"-A {ext_chain} -j {external_policy_chain}")
 
         if uses_fw:
-            self.active.add(fw_chain)
+            frag.active.append(fw_chain)
             rules = nat.chain(fw_chain)
             head = f'-A {fw_chain} -m comment --comment "{name} loadbalancer IP"'
             allow_from_node = False
@@ -318,23 +403,24 @@ class _Renderer:
                          f'{n.KUBE_PROXY_FIREWALL}"')
 
         if uses_cluster_chain:
-            self.active.add(svc_chain)
+            frag.active.append(svc_chain)
             self._service_to_endpoints(nat, name, proto, svc, svc_chain, cat.cluster)
         if uses_local_chain:
-            self.active.add(svl_chain)
+            frag.active.append(svl_chain)
             self._service_to_endpoints(nat, name, proto, svc, svl_chain, cat.local)
 
         for ep in cat.all_reachable:
             ep_str = ep.text
             sep = n.sep_chain(name, proto, ep_str)
-            self.active.add(sep)
+            frag.active.append(sep)
             rules = nat.chain(sep)
             head = f"-A {sep}" if self.large else f"-A {sep} -m comment --comment {name}"
             rules.append(f"{head} -s {ep.ip_text} -j {n.KUBE_MARK_MASQ}")
             affinity = f" -m recent --name {sep} --set" if svc.session_affinity_timeout else ""
             rules.append(f"{head}{affinity} {match} -j DNAT --to-destination {ep_str}")
+        return frag
 
-    def _service_to_endpoints(self, nat: _Table, name: str, proto: str, svc: ServicePortInfo, chain: str,
+    def _service_to_endpoints(self, nat: Fragment, name: str, proto: str, svc: ServicePortInfo, chain: str,
                               endpoints: Sequence[EndpointInfo]) -> None:
         rules = nat.chain(chain)
         seps = [(ep.text, n.sep_chain(name, proto, ep.text)) for ep in endpoints]

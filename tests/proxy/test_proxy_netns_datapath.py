@@ -221,3 +221,44 @@ def test_failed_restore_forces_full_sync(topo: t.Topo, monkeypatch: pytest.Monke
     r = p.sync_proxy_rules()
     assert r is not None and r.ok and r.full
     assert names(topo.client_run("tcp", "10.96.1.16", "80", "1")["answers"]) == ["b1"]
+
+
+def _normalized(save: str) -> dict[str, list[str]]:
+    """chain -> sorted rules of our chains (rule order across services is free in incremental mode)."""
+    out: dict[str, list[str]] = {}
+    table = ""
+    for line in save.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith(":KUBE-"):
+            out.setdefault(f"{table} {line[1:].split()[0]}", [])
+        elif line.startswith("-A KUBE-"):
+            out.setdefault(f"{table} {line.split()[1]}", []).append(line)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def test_incremental_syncs_converge_to_the_full_ruleset(topo: t.Topo) -> None:
+    import random
+    rnd = random.Random(7)
+    svcs = {f"inc{i}": t.service(f"inc{i}", f"10.96.2.{i + 1}", type="NodePort" if i % 3 == 0 else "ClusterIP",
+                                 **({"node_port": 31000 + i} if i % 3 == 0 else {})) for i in range(8)}
+    p = apply(topo, list(svcs.values()), [t.endpoint_slice(n, topo.backend_ips[:1]) for n in svcs])
+    for step in range(12):
+        name = f"inc{rnd.randrange(10)}"
+        action = rnd.choice(["eps", "eps", "none", "svc"])
+        if action == "svc" and name in svcs:
+            p.on_service_delete(svcs.pop(name))
+        elif action == "svc" or name not in svcs:
+            svcs[name] = t.service(name, f"10.96.2.{int(name[3:]) + 1}")
+            p.on_service_add(svcs[name])
+        elif action == "eps":
+            p.on_slice_modify({}, t.endpoint_slice(name, rnd.sample(topo.backend_ips, rnd.randint(1, 3))))
+        else:
+            p.on_slice_modify({}, t.endpoint_slice(name, []))
+        r = p.sync_proxy_rules()
+        assert r is not None and r.ok and not r.full, (step, r)
+    incremental = _normalized(topo.iptables_save(False))
+    p.force_full_sync()
+    r = p.sync_proxy_rules()
+    assert r is not None and r.ok and r.full
+    assert incremental == _normalized(topo.iptables_save(False))

@@ -200,3 +200,62 @@ def test_headless_and_external_name_are_skipped() -> None:
             {"metadata": {"namespace": "ns", "name": "e"}, "spec": {"type": "ExternalName", "externalName": "x.y"}}]
     text = render(state(svcs, [slice_("ns", "h", [{"addresses": ["10.1.0.1"]}], [tcp("p", 80)])])).text
     assert "ns/h" not in text and "ns/e" not in text
+
+
+def _incremental(svcs_before, eps_before, svcs_after, eps_after, changed):  # type: ignore[no-untyped-def]
+    before = render(state(svcs_before, eps_before))
+    after_state = replace(state(svcs_after, eps_after), changed=frozenset(changed),
+                          existing_nat_chains=before.active_nat_chains, previous=before.fragments)
+    return before, render(after_state), render(state(svcs_after, eps_after))
+
+
+def test_incremental_endpoint_change_touches_only_that_services_chains() -> None:
+    svcs = [service("ns", "a", "172.30.0.1", [tcp("p", 80)]), service("ns", "b", "172.30.0.2", [tcp("p", 80)])]
+    eps1 = [slice_("ns", "a", [{"addresses": ["10.1.0.1"]}], [tcp("p", 80)]),
+            slice_("ns", "b", [{"addresses": ["10.1.0.2"]}], [tcp("p", 80)])]
+    eps2 = [eps1[0], slice_("ns", "b", [{"addresses": ["10.1.0.3"]}], [tcp("p", 80)])]
+    _before, inc, full = _incremental(svcs, eps1, svcs, eps2, {ObjectRef("ns", "b")})
+    b_svc = names.svc_chain("ns/b:p", "tcp")
+    old_sep = names.sep_chain("ns/b:p", "tcp", "10.1.0.2:80")
+    assert inc.text == dedent(f"""
+        *filter
+        COMMIT
+        *nat
+        :{names.sep_chain("ns/b:p", "tcp", "10.1.0.3:80")} - [0:0]
+        :{b_svc} - [0:0]
+        :{old_sep} - [0:0]
+        {chr(10).join(nat_rules(full.text, names.sep_chain("ns/b:p", "tcp", "10.1.0.3:80")))}
+        {chr(10).join(nat_rules(full.text, b_svc))}
+        -X {old_sep}
+        COMMIT
+    """)
+    assert inc.nat_rules == full.nat_rules and inc.filter_rules == full.filter_rules
+    assert inc.active_nat_chains == full.active_nat_chains
+
+
+def test_incremental_add_and_remove_service_use_rule_deltas() -> None:
+    a = service("ns", "a", "172.30.0.1", [tcp("p", 80, nodePort=30001)], type="NodePort")
+    b = service("ns", "b", "172.30.0.2", [tcp("p", 80)])
+    ea = slice_("ns", "a", [{"addresses": ["10.1.0.1"]}], [tcp("p", 80)])
+    eb = slice_("ns", "b", [{"addresses": ["10.1.0.2"]}], [tcp("p", 80)])
+    _b, inc, full = _incremental([a], [ea], [a, b], [ea, eb], {ObjectRef("ns", "b")})
+    b_svc = names.svc_chain("ns/b:p", "tcp")
+    assert (f'-I KUBE-SERVICES 1 -m comment --comment "ns/b:p cluster IP" -m tcp -p tcp -d 172.30.0.2 --dport 80 '
+            f"-j {b_svc}") in inc.text.splitlines()
+    assert ":KUBE-SERVICES " not in inc.text and ":KUBE-NODEPORTS " not in inc.text
+    # removing a NodePort Service: its KUBE-SERVICES / KUBE-NODEPORTS rules are deleted, chains -X'd
+    _b, inc, full = _incremental([a, b], [ea, eb], [b], [eb], {ObjectRef("ns", "a")})
+    lines = inc.text.splitlines()
+    assert any(ln.startswith("-D KUBE-SERVICES -m comment --comment \"ns/a:p cluster IP\"") for ln in lines)
+    assert any(ln.startswith("-D KUBE-NODEPORTS -m comment --comment ns/a:p") for ln in lines)
+    assert f"-X {names.svc_chain('ns/a:p', 'tcp')}" in lines and f"-X {names.ext_chain('ns/a:p', 'tcp')}" in lines
+    assert inc.nat_rules == full.nat_rules
+
+
+def test_incremental_losing_all_endpoints_moves_rule_to_filter_reject() -> None:
+    a = service("ns", "a", "172.30.0.1", [tcp("p", 80)])
+    ea = slice_("ns", "a", [{"addresses": ["10.1.0.1"]}], [tcp("p", 80)])
+    _b, inc, _full = _incremental([a], [ea], [a], [], {ObjectRef("ns", "a")})
+    flt, nat = inc.text.split("*nat\n")
+    assert '-A KUBE-SERVICES -m comment --comment "ns/a:p has no endpoints"' in flt
+    assert '-D KUBE-SERVICES -m comment --comment "ns/a:p cluster IP"' in nat
