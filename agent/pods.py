@@ -131,14 +131,19 @@ class PodWorker:
                                        start_time=time.time())
         self.record = rec
         rt = agent.runtime
+        t0 = time.monotonic()
         try:
             await asyncio.to_thread(rt.create_netns, rec)
+            t1 = time.monotonic()
             rec.network = network_to_dict(net)
             rt.save(rec)  # before ADD: a crash now still lets the next agent DEL it
             att = Attachment(rec.container_id, f"/run/netns/{rec.netns}", rec.ifname,
                              cni_args(spec.namespace, spec.name, rec.container_id, spec.uid))
             async with agent.cni_slots:
+                t2 = time.monotonic()
                 result = await agent.cni.add(net, att)
+            log.debug("pod %s: netns %.0f ms, CNI wait %.0f ms, CNI ADD %.0f ms", spec.key, (t1 - t0) * 1000,
+                      (t2 - t1) * 1000, (time.monotonic() - t2) * 1000)
         except (CNIError, OSError, Exception) as exc:  # noqa: BLE001 - report and retry
             self.error = f"failed to set up sandbox: {exc}"
             log.warning("pod %s: %s", spec.key, self.error)
