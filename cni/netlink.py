@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -155,20 +156,41 @@ def ensure_bridge(ipr: IPRoute, name: str, mtu: int, promisc: bool, vlan: int) -
     return Bridge(index, name, str(info.get("IFLA_ADDRESS")))
 
 
+def random_mac() -> str:
+    """A random locally administered unicast MAC (what the kernel would pick for a veth)."""
+    raw = bytearray(secrets.token_bytes(6))
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def index_in(path: str, name: str) -> int | None:
+    """if_nametoindex inside the netns at `path` (an ioctl: far cheaper than RTM_GETLINK)."""
+    with entered(path):
+        try:
+            return socket.if_nametoindex(name)
+        except OSError:
+            return None
+
+
 def create_veth(node: IPRoute, netns_fd: int, ifname: str, bridge: Bridge,
-                mtu: int, hairpin: bool, vlan: int) -> tuple[Interface, int]:
-    """veth<8 hex> on the node (enslaved, up) peered with `ifname` in the pod netns."""
+                mtu: int, hairpin: bool, vlan: int) -> tuple[Interface, Interface, int]:
+    """veth<8 hex> on the node (enslaved, up) peered with `ifname` in the pod netns.
+
+    Both MACs are chosen here, so nothing has to be read back. Returns (host, container
+    without sandbox, host index).
+    """
+    host_mac, pod_mac = random_mac(), random_mac()
     for _ in range(8):
         host = "veth" + secrets.token_hex(4)
-        kwargs: dict[str, Any] = {"ifname": host, "kind": "veth", "peer": {"ifname": ifname, "net_ns_fd": netns_fd}}
+        peer: dict[str, Any] = {"ifname": ifname, "net_ns_fd": netns_fd, "address": pod_mac}
+        kwargs: dict[str, Any] = {"ifname": host, "kind": "veth", "address": host_mac, "peer": peer}
         if mtu:
-            kwargs["mtu"] = mtu
-            kwargs["peer"]["mtu"] = mtu
+            kwargs["mtu"] = peer["mtu"] = mtu
         try:
             node.link("add", **kwargs)
             break
         except NetlinkError as exc:
-            if _errno(exc) == errno.EEXIST and get_link(node, host) is not None:
+            if _errno(exc) == errno.EEXIST and name_index(host) is not None:
                 continue  # host name taken: draw another (else the pod already has ifname)
             if _errno(exc) == errno.EEXIST:
                 raise CNIError(INTERFACE_EXISTS, f"container veth name provided ({ifname}) already exists "
@@ -176,17 +198,24 @@ def create_veth(node: IPRoute, netns_fd: int, ifname: str, bridge: Bridge,
             raise CNIError(INTERNAL, f"failed to make veth pair {host}/{ifname}", str(exc)) from None
     else:
         raise CNIError(INTERNAL, "could not find a free veth name")
-    info = get_link(node, host)
-    if info is None:
+    index = name_index(host)
+    if index is None:
         raise CNIError(INTERNAL, f"host veth {host} vanished")
-    index = int(info["index"])
     node.link("set", index=index, master=bridge.index, state="up")
     if hairpin:
         node.brport("set", index=index, mode=1)
     if vlan:
         node.vlan_filter("add", index=index, vlan_info={"vid": vlan, "flags": ["pvid", "untagged"]})
         node.vlan_filter("del", index=index, vlan_info={"vid": 1})
-    return Interface(host, str(info.get("IFLA_ADDRESS")), mtu=int(info.get("IFLA_MTU") or 0)), index
+    return Interface(host, host_mac, mtu=mtu), Interface(ifname, pod_mac, mtu=mtu), index
+
+
+def name_index(name: str) -> int | None:
+    """if_nametoindex in the calling thread's (the node's) namespace."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
 
 
 def delete_link(ipr: IPRoute, name: str, index: int | None = None) -> bool:
@@ -201,13 +230,13 @@ def delete_link(ipr: IPRoute, name: str, index: int | None = None) -> bool:
     return True
 
 
-def configure_pod(pod: IPRoute, ifname: str, ips: tuple[IPConfig, ...], routes: tuple[Route, ...],
+def configure_pod(pod: IPRoute, container: Interface, ips: tuple[IPConfig, ...], routes: tuple[Route, ...],
                   netns: str) -> Interface:
     """Bring the container end up with its addresses and routes (reference ConfigureIface)."""
-    info = get_link(pod, ifname)
-    if info is None:
+    ifname = container.name
+    index = index_in(netns, ifname)
+    if index is None:
         raise CNIError(INTERNAL, f"failed to lookup {ifname!r} in {netns}")
-    index = int(info["index"])
     pod.link("set", index=index, state="up")
     gws: dict[int, Any] = {}
     for ipc in ips:
@@ -229,7 +258,7 @@ def configure_pod(pod: IPRoute, ifname: str, ips: tuple[IPConfig, ...], routes: 
         except NetlinkError as exc:
             if _errno(exc) != errno.EEXIST:
                 raise CNIError(INTERNAL, f"failed to add route '{r.dst} via {gw} dev {ifname}'", str(exc)) from None
-    return Interface(ifname, str(info.get("IFLA_ADDRESS")), sandbox=netns, mtu=int(info.get("IFLA_MTU") or 0))
+    return Interface(ifname, container.mac, sandbox=netns, mtu=container.mtu)
 
 
 def addresses(ipr: IPRoute, index: int, family: int = 0) -> list[tuple[str, int]]:
@@ -240,13 +269,41 @@ def addresses(ipr: IPRoute, index: int, family: int = 0) -> list[tuple[str, int]
             if not str(a.get("IFA_ADDRESS")).startswith("fe80:")]
 
 
+GATEWAY_TTL = 10.0   # seconds a verified bridge gateway is trusted without listing addresses again
+_GATEWAYS: dict[tuple[int, int, str], tuple[float, str]] = {}
+
+
+def _netns_inode() -> int:
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
 def ensure_gateway(ipr: IPRoute, bridge: Bridge, gw: Any, force: bool) -> str:
+    """ensure_gateway_uncached, remembered for GATEWAY_TTL per (netns, bridge index, gateway).
+
+    Listing addresses is a netlink dump (~1.5 ms in pyroute2); a long-lived daemon serving a
+    burst of ADDs on one bridge checks it once. Returns the bridge MAC (pinned) or ''.
+    """
+    key = (_netns_inode(), bridge.index, str(gw))
+    hit = _GATEWAYS.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < GATEWAY_TTL:
+        return hit[1]
+    mac = ensure_gateway_uncached(ipr, bridge, gw, force)
+    _GATEWAYS[key] = (now, mac)
+    return mac
+
+
+def forget_gateways() -> None:
+    _GATEWAYS.clear()
+
+
+def ensure_gateway_uncached(ipr: IPRoute, bridge: Bridge, gw: Any, force: bool) -> str:
     """Put gw/prefix on the bridge; a different IPv4 (or overlapping IPv6) is an error unless forceAddress."""
     family = gw.version
     for addr, plen in addresses(ipr, bridge.index, family):
         have = ipaddress.ip_interface(f"{addr}/{plen}")
         if have == gw:
-            return ""
+            return str(link_info(ipr, bridge.index).get("IFLA_ADDRESS"))
         if family == 4 or gw.ip in have.network or have.ip in gw.network:
             if not force:
                 raise CNIError(ADDRESS_CONFLICT, f"{bridge.name!r} already has an IP address different from {gw}",

@@ -60,7 +60,7 @@ def _add(req: Request, conf: BridgeConf, env: Mapping[str, str], node: IPRoute, 
     # (CNI_IFNAME already in the netns: the veth creation fails with INTERFACE_EXISTS)
     with netlink.BRIDGE_LOCK:
         bridge = netlink.ensure_bridge(node, conf.bridge, conf.mtu, conf.promisc_mode, conf.vlan)
-    host, _ = netlink.create_veth(node, netns_fd, req.ifname, bridge, conf.mtu, conf.hairpin_mode, conf.vlan)
+    host, peer, _ = netlink.create_veth(node, netns_fd, req.ifname, bridge, conf.mtu, conf.hairpin_mode, conf.vlan)
     try:
         ipam_result = Result() if conf.layer2 else ipam_add(req, conf.net, env)
         masq_job: iptables.Job | None = None
@@ -69,7 +69,7 @@ def _add(req: Request, conf: BridgeConf, env: Mapping[str, str], node: IPRoute, 
             if conf.ip_masq:  # iptables-restore runs while we configure the pod
                 masq_job = iptables.Job(masq.render_setup(conf.net.name, req.container_id,
                                                           [ipc.address for ipc in planned.ips]))
-            container = netlink.configure_pod(pod, req.ifname, planned.ips, planned.routes, req.netns)
+            container = netlink.configure_pod(pod, peer, planned.ips, planned.routes, req.netns)
             pinned = ""
             if conf.is_gateway and gateways:
                 with netlink.BRIDGE_LOCK:
@@ -80,6 +80,7 @@ def _add(req: Request, conf: BridgeConf, env: Mapping[str, str], node: IPRoute, 
             if masq_job is not None:
                 masq_job.wait()
         except BaseException:
+            netlink.forget_gateways()
             if masq_job is not None:
                 masq_job.abandon()
                 _teardown_masq(conf, req.container_id, masq_job.families)
@@ -146,7 +147,7 @@ def delete(req: Request, conf: BridgeConf, env: Mapping[str, str]) -> None:
         except netlink.NetnsGone:
             pod = None
     try:
-        index = netlink.lookup(pod, req.ifname) if pod is not None else None
+        index = netlink.index_in(req.netns, req.ifname) if pod is not None else None
         if pod is not None and index is not None:
             addrs = [ipaddress.ip_interface(f"{a}/{p}") for a, p in netlink.addresses(pod, index)]
         job = None
