@@ -210,6 +210,10 @@ class Agent:
                                     subresource="status")
             self._last_node_status = status
         except Exception as exc:  # noqa: BLE001
+            if getattr(exc, "code", 0) == 404 and not force:
+                log.warning("node %s was deleted; registering it again", self.opts.node)
+                await self.register()
+                return
             log.warning("node status update failed: %s", exc)
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
