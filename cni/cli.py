@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,16 +41,38 @@ def example_conflist(subnet: str, bridge: str, socket_path: str) -> dict[str, ob
     }
 
 
+def compile_shim(target: str, python: str) -> str:
+    """Build cni/shim.c into `target`; '' on success, else why not (then the Python shim is used)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return "no C compiler"
+    source = REPO / "cni" / "shim.c"
+    fallback = REPO / "cni" / "bridge_main.py"
+    proc = subprocess.run([cc, "-O2", "-Wall", f'-DPYTHON="{python}"', f'-DFALLBACK_SCRIPT="{fallback}"',
+                           "-o", target, str(source)], capture_output=True, text=True)
+    return "" if proc.returncode == 0 else proc.stderr.strip()[-500:]
+
+
 def install(bin_dir: str, conf_dir: str, subnet: str, bridge: str, socket_path: str, force: bool,
-            python: str = sys.executable) -> list[str]:
-    """Write the two plugin executables (and the example conflist unless one exists)."""
+            python: str = sys.executable, shim: str = "auto") -> list[str]:
+    """Write the two plugin executables (and the example conflist unless one exists).
+
+    shim: "native" (compile cni/shim.c, fail if impossible), "python", or "auto" (native when
+    a C compiler works, else python).
+    """
     written = []
     os.makedirs(bin_dir, exist_ok=True)
     for name, module in (("podnet-bridge", "cni.bridge_main"), ("podnet-ipam", "cni.ipam_main")):
         path = os.path.join(bin_dir, name)
         tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(SCRIPT.format(python=python, name=name, module=module, repo=str(REPO)))
+        why = "not asked"
+        if name == "podnet-bridge" and shim in ("auto", "native"):
+            why = compile_shim(tmp, python)
+            if why and shim == "native":
+                raise SystemExit(f"podnet cni install: cannot build the native shim: {why}")
+        if why:
+            with open(tmp, "w") as f:
+                f.write(SCRIPT.format(python=python, name=name, module=module, repo=str(REPO)))
         os.chmod(tmp, 0o755)
         os.replace(tmp, path)
         written.append(path)
@@ -94,9 +118,12 @@ def main(argv: list[str]) -> int:
     i.add_argument("--bridge", default="cni0")
     i.add_argument("--socket", default=DEFAULT_SOCKET, help="daemonSocket written into the conflist")
     i.add_argument("--force", action="store_true", help="overwrite an existing conflist")
+    i.add_argument("--shim", choices=("auto", "native", "python"), default="auto",
+                   help="podnet-bridge front end: native (cni/shim.c, needs cc), python, or auto")
     args = parser.parse_args(argv)
     if args.cmd == "daemon":
         return run_daemon(args.socket, args.verbose)
-    for path in install(args.bin_dir, args.conf_dir, args.subnet, args.bridge, args.socket, args.force):
+    for path in install(args.bin_dir, args.conf_dir, args.subnet, args.bridge, args.socket, args.force,
+                        shim=args.shim):
         print(f"wrote {path}")
     return 0

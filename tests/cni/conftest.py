@@ -37,6 +37,7 @@ class CNINode:
     ns: str
     bin_dir: Path
     data_dir: Path
+    work: Path
     socket: str = ""
     daemon: subprocess.Popen[bytes] | None = None
     pods: list[str] = field(default_factory=list)
@@ -78,14 +79,13 @@ class CNINode:
         return Reply(proc.returncode, out, proc.stderr)
 
     def start_daemon(self) -> None:
-        self.socket = str(self.bin_dir.parent / "cni.sock")
-        log = open(self.bin_dir.parent / "daemon.log", "ab")
+        self.socket = str(self.work / "cni.sock")
+        log = open(self.work / "daemon.log", "ab")
         self.daemon = self.box.popen(self.ns, [sys.executable, "-m", "podnet", "cni", "daemon", "--socket",
                                                self.socket], stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
         log.close()
         if not netns.wait_for(lambda: os.path.exists(self.socket), timeout=20):
-            raise RuntimeError("podnet cni daemon did not start: "
-                               + (self.bin_dir.parent / "daemon.log").read_text()[-2000:])
+            raise RuntimeError("podnet cni daemon did not start: " + (self.work / "daemon.log").read_text()[-2000:])
 
     def sh(self, *argv: str, ns: str | None = None) -> str:
         return netns.run(ns or self.ns, list(argv)).stdout
@@ -104,17 +104,21 @@ class CNINode:
                 self.sh("ip", "-o", "link", "show", ns=ns).splitlines()]
 
 
-def _install(bin_dir: Path) -> None:
+@pytest.fixture(scope="session")
+def cni_bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Plugin bin dirs installed once: "default" (native shim when cc works) and "python"."""
     from cni.cli import install
 
-    install(str(bin_dir), "", "10.244.0.0/24", "cni0", "/run/podnet/cni.sock", False)
+    root = tmp_path_factory.mktemp("cnibin")
+    dirs = {"default": root / "default", "python": root / "python"}
+    install(str(dirs["default"]), "", "10.244.0.0/24", "cni0", "/run/podnet/cni.sock", False, shim="auto")
+    install(str(dirs["python"]), "", "10.244.0.0/24", "cni0", "/run/podnet/cni.sock", False, shim="python")
+    return dirs
 
 
 @pytest.fixture
-def cninode(sandbox: netns.Sandbox, tmp_path: Path) -> Iterator[CNINode]:
-    bin_dir = tmp_path / "bin"
-    _install(bin_dir)
-    node = CNINode(sandbox, sandbox.netns("n"), bin_dir, tmp_path / "ipam")
+def cninode(sandbox: netns.Sandbox, tmp_path: Path, cni_bins: dict[str, Path]) -> Iterator[CNINode]:
+    node = CNINode(sandbox, sandbox.netns("n"), cni_bins["default"], tmp_path / "ipam", tmp_path)
     yield node
 
 

@@ -328,8 +328,34 @@ def test_daemon_refuses_callers_from_other_namespaces(cnidaemon: Any) -> None:
     assert reply.ok, reply
     assert "cni-m0" in node.links(other) and "cni-m0" not in node.links()   # done in the caller's ns
     assert node.call("DEL", conf, "elsewhere", pod, in_ns=other).ok
-    log = (node.bin_dir.parent / "daemon.log").read_text()
+    log = (node.work / "daemon.log").read_text()
     assert "serving on" in log
+
+
+@pytest.mark.parametrize("shim", ["default", "python"])
+def test_both_shims_daemon_and_fallback(cninode: Any, cni_bins: dict[str, Any], shim: str) -> None:
+    """The native and the Python front end: in-process without a daemon, then through it."""
+    node = cninode
+    node.bin_dir = cni_bins[shim]
+    conf = node.conf()
+    pods = [node.pod() for _ in range(2)]
+    first = node.call("ADD", conf, "sh0", pods[0])                  # no daemon yet: in-process
+    assert_result_shape(first, pods[0])
+    node.start_daemon()
+    second = node.call("ADD", conf, "sh1", pods[1])
+    assert_result_shape(second, pods[1])
+    assert node.call("CHECK", {**conf, "prevResult": first.out}, "sh0", pods[0]).ok
+    bad = node.call("ADD", conf, "bad/id", pods[1])
+    assert bad.code == 1 and bad.out["code"] == errors.INVALID_ENV and bad.out["cniVersion"] == "1.0.0"
+    for i, p in enumerate(pods):
+        assert node.call("DEL", conf, f"sh{i}", p).ok
+    assert node.allocated() == [] and "CNI-" not in node.nat_rules()
+    node.box.processes.remove(node.daemon)
+    netns.stop(node.daemon)                                          # daemon gone: back to in-process
+    node.daemon = None
+    again = node.call("ADD", conf, "sh2", pods[0], extra_env={"PODNET_CNI_SOCKET": node.socket}, daemon=True)
+    assert again.ok, again
+    assert node.call("DEL", conf, "sh2", pods[0]).ok
 
 
 def test_daemon_serves_and_daemon_socket_from_config(cnidaemon: Any) -> None:
@@ -393,7 +419,8 @@ def test_podnet_bridge_with_reference_host_local(cnidaemon: Any) -> None:
 def test_install_writes_scripts_and_conflist(tmp_path: Any) -> None:
     from cni.cli import main
 
-    assert main(["install", "--bin-dir", str(tmp_path / "bin"), "--conf-dir", str(tmp_path / "net.d")]) == 0
+    assert main(["install", "--bin-dir", str(tmp_path / "bin"), "--conf-dir", str(tmp_path / "net.d"),
+                 "--shim", "python"]) == 0
     script = (tmp_path / "bin" / "podnet-bridge").read_text()
     assert script.startswith(f"#!{sys.executable} -IS") and os.access(tmp_path / "bin" / "podnet-ipam", os.X_OK)
     conflist = json.loads((tmp_path / "net.d" / "10-podnet.conflist").read_text())
