@@ -6,6 +6,7 @@ podutil.FindPort, getAddressTypesForService, ShouldSetHostname). No I/O here.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from datetime import datetime, timezone
 from typing import Any
@@ -103,6 +104,7 @@ def endpoints_family(service: Service, pod: Pod) -> str:
     return family_of(pod.pod_ips[0]) if pod.pod_ips else IPV4
 
 
+@functools.lru_cache(maxsize=65536)
 def ip_sort_key(value: str) -> tuple[int, int, str]:
     try:
         ip = ipaddress.ip_address(value)

@@ -48,7 +48,7 @@ def _clean(value: Any) -> Any:
 
 
 def canonical_endpoint(ep: JSON) -> JSON:
-    out = _clean(copy.deepcopy(ep))
+    out = _clean(ep)  # builds new containers; the input is not modified
     out["addresses"] = sorted(out.get("addresses") or [], key=ip_sort_key)
     return dict(out)
 
@@ -164,6 +164,14 @@ def _is_placeholder_of(slice_: JSON, placeholder: JSON) -> bool:
             and not slice_.get("ports") and not slice_.get("endpoints"))
 
 
+def _copy_slice(slice_: JSON) -> JSON:
+    """A copy safe to modify the way the reconciler does: top level, metadata, endpoints list."""
+    out = dict(slice_)
+    out["metadata"] = dict(slice_.get("metadata") or {})
+    out["endpoints"] = list(slice_.get("endpoints") or [])
+    return out
+
+
 def _name(slice_: JSON) -> str:
     return str((slice_.get("metadata") or {}).get("name") or "")
 
@@ -198,7 +206,7 @@ def _by_port_mapping(service: Service, existing: list[JSON], desired: dict[Endpo
         elif not labels_changed:
             unchanged[_name(old)] = old
             continue
-        new = copy.deepcopy(old)
+        new = _copy_slice(old)
         new["endpoints"] = kept
         new["metadata"]["labels"] = labels
         to_update[_name(old)] = new
@@ -212,7 +220,7 @@ def _by_port_mapping(service: Service, existing: list[JSON], desired: dict[Endpo
         if target is None:
             target = new_slice(service, address_type, ports)
         else:
-            target = copy.deepcopy(target)
+            target = _copy_slice(target)
         while desired and len(target["endpoints"]) < max_per_slice:
             target["endpoints"].append(_pop_sorted(desired))
         if _name(target):
@@ -275,8 +283,8 @@ def _recycle(out: SliceChanges, service: Service) -> None:
         new = out.create[-1]
         if old.get("addressType") == new["addressType"] and owned_by(old, service):
             out.create.pop()
-            new = copy.deepcopy(new)
-            meta = copy.deepcopy(old.get("metadata") or {})
+            new = _copy_slice(new)
+            meta = dict(old.get("metadata") or {})
             meta["labels"] = new["metadata"]["labels"]
             meta["ownerReferences"] = new["metadata"]["ownerReferences"]
             meta["generateName"] = new["metadata"]["generateName"]

@@ -8,7 +8,6 @@ One address per pod (of the Service's primary family), ready pods in `addresses`
 
 from __future__ import annotations
 
-import copy
 import math
 from datetime import datetime
 from typing import Any, Sequence
@@ -90,8 +89,8 @@ def _repack(by_port: dict[PortTuple, dict[AddrKey, bool]], addrs: dict[AddrKey, 
     subsets: list[JSON] = []
     for members, ports in groups.items():
         subset: JSON = {}
-        ready = _sort_addrs([copy.deepcopy(addrs[k]) for k, r in members if r])
-        not_ready = _sort_addrs([copy.deepcopy(addrs[k]) for k, r in members if not r])
+        ready = _sort_addrs([addrs[k] for k, r in members if r])
+        not_ready = _sort_addrs([addrs[k] for k, r in members if not r])
         if ready:
             subset["addresses"] = ready
         if not_ready:
@@ -172,7 +171,8 @@ def reconcile_endpoints(service: Service, pods: Sequence[Pod], existing: JSON | 
         if (_canonical_subsets(existing.get("subsets") or []) == _canonical_subsets(subsets)
                 and (meta.get("labels") or {}) == labels and capacity_ok):
             return None
-        obj = copy.deepcopy(existing)
+        obj = dict(existing)
+        obj["metadata"] = dict(meta)
     else:
         obj = {"apiVersion": "v1", "kind": "Endpoints",
                "metadata": {"name": service.name, "namespace": service.namespace}}

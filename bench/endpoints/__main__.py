@@ -156,6 +156,17 @@ async def burst(client: Client, watcher: Watcher, services: int, pods: int, size
     return [(t - t0) * 1000 for t in done]
 
 
+def cpu_s(pid: int | None) -> float:
+    """utime + stime of a process, in seconds."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -174,9 +185,12 @@ async def bench(args: argparse.Namespace, url: str, server_pid: int, log: Path) 
         populate_s = time.monotonic() - t
         if args.mode == "standalone":
             with open(log, "ab") as out:
-                ctl = subprocess.Popen(podnet_argv("endpoints", "--server", url, "--workers", str(args.workers),
-                                                   "--log-level",
-                                                   os.environ.get("BENCH_CONTROLLER_LOG", "WARNING")),
+                argv = podnet_argv("endpoints")
+                if os.environ.get("BENCH_PROFILE"):  # cProfile the controller into this file
+                    argv = [sys.executable, "-m", "cProfile", "-o", os.environ["BENCH_PROFILE"], "-m", "podnet",
+                            "endpoints"]
+                ctl = subprocess.Popen(argv + ["--server", url, "--workers", str(args.workers),
+                                               "--log-level", os.environ.get("BENCH_CONTROLLER_LOG", "WARNING")],
                                        stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         try:
             t = time.monotonic()
@@ -187,7 +201,9 @@ async def bench(args: argparse.Namespace, url: str, server_pid: int, log: Path) 
             await watcher.start()
             await asyncio.sleep(0.5)
             ready: dict[str, bool] = {}
+            cpu0 = (cpu_s(ctl.pid if ctl else None), cpu_s(server_pid))
             latencies = await flips(client, watcher, args.services, args.pods, args.flips, ready)
+            cpu1 = (cpu_s(ctl.pid if ctl else None), cpu_s(server_pid))
             bursts = await burst(client, watcher, args.services, args.pods, args.burst, ready) if args.burst else [0.0]
             await watcher.stop()
             ctl_rss = rss_mb(ctl.pid) if ctl else 0.0
@@ -203,7 +219,10 @@ async def bench(args: argparse.Namespace, url: str, server_pid: int, log: Path) 
             "p50_ms": round(statistics.median(latencies), 2), "p90_ms": round(pct(latencies, 90), 2),
             "p99_ms": round(pct(latencies, 99), 2), "max_ms": round(max(latencies), 2),
             "populate_s": round(populate_s, 1), "converge_s": round(converge_s, 1),
-            "controller_rss_mb": round(ctl_rss, 1), "server_rss_mb": round(rss_mb(server_pid), 1),
+            "controller_rss_mb": round(ctl_rss, 1),
+            "controller_cpu_ms_per_flip": round((cpu1[0] - cpu0[0]) * 1000 / max(1, len(latencies)), 2),
+            "server_cpu_ms_per_flip": round((cpu1[1] - cpu0[1]) * 1000 / max(1, len(latencies)), 2),
+            "load_avg_1m": os.getloadavg()[0], "server_rss_mb": round(rss_mb(server_pid), 1),
             "burst_pods": args.burst, "burst_p50_ms": round(statistics.median(bursts), 1),
             "burst_all_visible_ms": round(max(bursts), 1), "workers": args.workers,
             "goal_p99_ms": 100, "meets_goal": pct(latencies, 99) <= 100}

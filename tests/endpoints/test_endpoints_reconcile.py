@@ -451,3 +451,16 @@ def test_trigger_time_format(when: datetime, text: str) -> None:
 def test_parse_time_nanoseconds() -> None:
     assert parse_time("2026-01-02T03:04:05.123456789Z") == datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc)
     assert parse_time("garbage") is None and parse_time(None) is None
+
+
+def test_reconcile_does_not_modify_its_inputs() -> None:
+    """Existing objects come straight from the informer cache: they must stay untouched."""
+    state, _ = converge(svc(labels={"v": "1"}), pods(25), max_endpoints_per_slice=10, trigger_time=T0)
+    before = copy.deepcopy(state)
+    changed = [p for p in pods(30) if p.name != "p3"]
+    changed[4] = pod("p5", "10.0.0.6", ready=False)
+    d = reconcile(svc(labels={"v": "2"}, ports=[{"name": "web", "port": 80, "targetPort": 8080}]), changed, state,
+                  max_endpoints_per_slice=10, trigger_time=T0)
+    assert d.changed and state == before
+    d = reconcile(None, [], state)
+    assert state == before
