@@ -93,9 +93,12 @@ def main(argv: list[str]) -> int:
     except ValueError:
         print(f"podnet proxy: invalid --cluster-cidr {args.cluster_cidr!r}", file=sys.stderr)
         return 2
+    from controlplane.client.kubeconfig import KubeConfigError
+    from controlplane.errors import APIError
+
     try:
         return asyncio.run(run(args, cidr))
-    except ProxyError as exc:
+    except (ProxyError, KubeConfigError, APIError) as exc:
         print(f"podnet proxy: {exc}", file=sys.stderr)
         return 1
 
@@ -156,6 +159,10 @@ def setup_kernel(localhost_nodeports: bool) -> bool:
 
 
 async def run(args: argparse.Namespace, cidr: Any) -> int:
+    from controlplane.client import Client, Informer
+    from controlplane.resources import ENDPOINTSLICES, NODES, SERVICES
+
+    client = Client.from_kubeconfig(args.kubeconfig) if args.kubeconfig else Client(args.server)
     localhost_np = args.iptables_localhost_nodeports == "true"
     liberal = setup_kernel(localhost_np)
     mode = backend.detect_backend() if args.iptables_backend == "auto" else args.iptables_backend
@@ -194,10 +201,6 @@ async def run(args: argparse.Namespace, cidr: Any) -> int:
                 log.error("cannot listen on %s: %s", bind, exc)
     health.updated(datetime_now())  # like upstream SyncLoop: healthy until a queued update stalls
 
-    from controlplane.client import Client, Informer
-    from controlplane.resources import ENDPOINTSLICES, NODES, SERVICES
-
-    client = Client.from_kubeconfig(args.kubeconfig) if args.kubeconfig else Client(args.server)
     informers: list[Any] = []
     tasks: list[asyncio.Task[None]] = []
     try:

@@ -31,8 +31,8 @@ def main():
     for addr in targets.values():  # warm up (ARP, caches)
         for _ in range(50):
             one(addr)
-    lat = {k: [] for k in targets}
-    total = {k: 0.0 for k in targets}
+    lat: dict = {k: [] for k in targets}
+    total: dict = {k: 0.0 for k in targets}
     for _ in range(n):
         for k, addr in targets.items():
             ms, s = one(addr)
