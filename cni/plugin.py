@@ -200,38 +200,36 @@ def check(req: Request, conf: BridgeConf, env: Mapping[str, str]) -> None:
 
 
 def _check_node(node: IPRoute, conf: BridgeConf, prev: Result) -> None:
-    br_index = netlink.lookup(node, conf.bridge)
-    if br_index is None:
+    br = netlink.get_link(node, conf.bridge)
+    if br is None:
         raise CNIError(UNKNOWN_CONTAINER, f"bridge {conf.bridge!r} not found")
     for itf in prev.interfaces:
         if itf.sandbox:
             continue
-        index = netlink.lookup(node, itf.name)
-        if index is None:
+        info = br if itf.name == conf.bridge else netlink.get_link(node, itf.name)
+        if info is None:
             raise CNIError(UNKNOWN_CONTAINER, f"interface {itf.name!r} from prevResult not found")
-        info = netlink.link_info(node, index)
         if itf.mac and str(info.get("IFLA_ADDRESS")).lower() != itf.mac.lower():
             raise CNIError(UNKNOWN_CONTAINER, f"interface {itf.name!r} MAC {info.get('IFLA_ADDRESS')} "
                            f"does not match prevResult {itf.mac}")
-        if itf.name != conf.bridge and info.get("IFLA_MASTER") != br_index:
+        if itf.name != conf.bridge and info.get("IFLA_MASTER") != br["index"]:
             raise CNIError(UNKNOWN_CONTAINER, f"interface {itf.name!r} is not attached to {conf.bridge!r}")
 
 
 def _check_pod(pod: IPRoute, req: Request, prev: Result, idx: int) -> None:
-    index = netlink.lookup(pod, req.ifname)
-    if index is None:
+    info = netlink.get_link(pod, req.ifname)
+    if info is None:
         raise CNIError(UNKNOWN_CONTAINER, f"interface {req.ifname!r} not found in {req.netns}")
     want = prev.interfaces[idx]
-    info = netlink.link_info(pod, index)
     if want.mac and str(info.get("IFLA_ADDRESS")).lower() != want.mac.lower():
         raise CNIError(UNKNOWN_CONTAINER, f"{req.ifname} MAC {info.get('IFLA_ADDRESS')} does not match "
                        f"prevResult {want.mac}")
-    have = {ipaddress.ip_interface(f"{a}/{p}") for a, p in netlink.addresses(pod, index)}
+    have = {ipaddress.ip_interface(f"{a}/{p}") for a, p in netlink.addresses(pod, int(info["index"]))}
     for ipc in prev.ips:
         if ipc.interface == idx and ipc.address not in have:
             raise CNIError(UNKNOWN_CONTAINER, f"address {ipc.address} not found on {req.ifname}")
     routes = set()
-    for family in (4, 6):
+    for family in sorted({r.dst.version for r in prev.routes}):
         for r in pod.get_routes(family=netlink.FAMILY[family]):
             dst = r.get("RTA_DST") or ("0.0.0.0" if family == 4 else "::")
             routes.add((str(ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False)), r.get("RTA_GATEWAY")))

@@ -113,8 +113,10 @@ def vm_hwm_kib(pid: int) -> int:
 
 CONTENDERS: dict[str, dict[str, Any]] = {
     "reference bridge + host-local": {"type": "bridge", "ipam": "host-local", "daemon": False},
-    "podnet (daemon)": {"type": "podnet-bridge", "ipam": "podnet-ipam", "daemon": True},
-    "podnet (in-process, no daemon)": {"type": "podnet-bridge", "ipam": "podnet-ipam", "daemon": False},
+    "podnet (daemon, native shim)": {"type": "podnet-bridge", "ipam": "podnet-ipam", "daemon": True, "shim": "native"},
+    "podnet (daemon, Python shim)": {"type": "podnet-bridge", "ipam": "podnet-ipam", "daemon": True, "shim": "python"},
+    "podnet (in-process, no daemon)": {"type": "podnet-bridge", "ipam": "podnet-ipam", "daemon": False,
+                                       "shim": "python"},
 }
 
 
@@ -124,8 +126,9 @@ def bench(pods: int, rounds: int, contenders: list[str]) -> dict[str, Any]:
     samples: dict[str, dict[str, list[float]]] = {c: {} for c in contenders}
     daemon_rss: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="bench-cni-") as tmp, netns.Sandbox(prefix="bc") as box:
-        bin_dir = Path(tmp) / "bin"
-        install(str(bin_dir), "", "10.244.0.0/24", "cni0", "/run/podnet/cni.sock", False)
+        bins = {shim: Path(tmp) / f"bin-{shim}" for shim in ("native", "python")}
+        for shim, path in bins.items():
+            install(str(path), "", "10.244.0.0/24", "cni0", "/run/podnet/cni.sock", False, shim=shim)
         for rnd in range(rounds):
             for name in contenders:
                 c = CONTENDERS[name]
@@ -145,10 +148,10 @@ def bench(pods: int, rounds: int, contenders: list[str]) -> dict[str, Any]:
                     if not netns.wait_for(lambda: os.path.exists(sock), timeout=30):
                         raise SystemExit("podnet cni daemon did not start")
                     env = {"PODNET_CNI_SOCKET": sock}
-                spec = {"binary": REFERENCE + "/bridge" if c["type"] == "bridge" else str(bin_dir / str(c["type"])),
+                spec = {"binary": REFERENCE + "/bridge" if c["type"] == "bridge" else str(bins[c["shim"]] / str(c["type"])),
                         "conf": conf, "pods": [netns.path_of(p) for p in pod_names],
                         "mem_pods": [netns.path_of(p) for p in mem_pods],
-                        "cni_path": f"{bin_dir}:{REFERENCE}", "env": env}
+                        "cni_path": f"{bins['python']}:{REFERENCE}", "env": env}
                 spec_path = Path(tmp) / "spec.json"
                 spec_path.write_text(json.dumps(spec))
                 proc = netns.run(node, [sys.executable, "-m", "bench.cni", "--runner", str(spec_path)], timeout=600,
@@ -197,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pods", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-in-process", action="store_true", help="skip the slow daemon-less contender")
+    parser.add_argument("--no-python-shim", action="store_true", help="skip the daemon + Python shim contender")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--runner", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -205,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench.cni needs root (network namespaces)", file=sys.stderr)
         return 2
-    contenders = [c for c in CONTENDERS if not (args.no_in_process and "in-process" in c)]
+    contenders = [c for c in CONTENDERS if not (args.no_in_process and "in-process" in c)
+                  and not (args.no_python_shim and "Python shim" in c)]
     report = bench(args.pods, args.rounds, contenders)
     print(json.dumps(report, indent=1) if args.json else render(report, args.pods, args.rounds))
     return 0
