@@ -59,7 +59,7 @@ def _ensure(registry: Registry, res: Resource, desired: JSON, fields: tuple[str,
     ns = desired["metadata"].get("namespace")
     name = desired["metadata"]["name"]
     try:
-        entry = registry.store.get(key_of(res, ns, name))
+        entry = registry.store.latest(key_of(res, ns, name))
         if entry is None:
             registry.create(res, ns, o.copy(desired))
             return

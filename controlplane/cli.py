@@ -120,6 +120,7 @@ async def serve(args: argparse.Namespace) -> int:
     registry = Registry(store, args.service_cidr, args.node_port_range)
     advertise = args.advertise_address or ("127.0.0.1" if host in ("0.0.0.0", "localhost", "::") else host)
     bootstrap(registry, args.service_cidr, advertise, port)
+    store.start_writer()  # group commit from here on
     api = APIServer(registry, hub, bookmark_interval=args.bookmark_interval)
     runner = web.AppRunner(api.app(), handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
@@ -150,6 +151,7 @@ async def serve(args: argparse.Namespace) -> int:
         hub.close_all()
         await controllers.stop_all(client, tasks)
         await runner.cleanup()
+        await store.stop_writer()
         store.close()
     return 0
 

@@ -160,7 +160,7 @@ class Registry:
 
     def _require_namespace(self, res: Resource, namespace: str | None) -> None:
         if res.namespaced and namespace is not None:
-            if self.store.get(key_of(NAMESPACES, None, namespace)) is None:
+            if self.store.latest(key_of(NAMESPACES, None, namespace)) is None:
                 raise errors.NotFound.of("namespaces", namespace)
 
     def _default_validate(self, res: Resource, obj: JSON, old: JSON | None) -> JSON:
@@ -180,7 +180,8 @@ class Registry:
         return planned, plan
 
     def _commit(self, changes: list[Change], plan: Any = None) -> None:
-        self.store.commit(changes)
+        """Submit as one atomic unit; the HTTP layer acknowledges after `store.wait_durable`."""
+        self.store.submit(changes)
         if plan is not None:
             self.allocator.commit(plan)
 
@@ -202,7 +203,7 @@ class Registry:
         if not name:
             for _ in range(8):
                 m["name"] = generate + o.random_suffix()
-                if self.store.get(key_of(res, namespace, m["name"])) is None:
+                if self.store.latest(key_of(res, namespace, m["name"])) is None:
                     break
         return self._create(res, namespace, obj, dry_run, fields)
 
@@ -214,7 +215,7 @@ class Registry:
         obj = self._default_validate(res, obj, None)
         o.bump_generation(obj, None)
         key = key_of(res, namespace, o.meta(obj)["name"])
-        if self.store.get(key) is not None:
+        if self.store.latest(key) is not None:
             raise errors.AlreadyExists.of(res.plural, key.name, res.group)
         obj, plan = self._plan_service(res, obj, None)
         if dry_run:
@@ -231,7 +232,7 @@ class Registry:
         obj = o.check_type(res, body)
         o.check_name(obj, name)
         o.check_namespace(res, obj, namespace)
-        entry = self.store.get(key_of(res, namespace, name))
+        entry = self.store.latest(key_of(res, namespace, name))
         if entry is None:
             if res.kind in CREATE_ON_UPDATE and subresource is None:
                 self._require_namespace(res, namespace)
@@ -286,7 +287,7 @@ class Registry:
         patch = partner("patch")
         if patch is None:
             raise errors.UnsupportedMediaType(f"PATCH is not available yet: {patch_type}")
-        entry = self.store.get(key_of(res, namespace, name))
+        entry = self.store.latest(key_of(res, namespace, name))
         if patch_type == APPLY:
             if not field_manager:
                 raise errors.BadRequest("PATCH with application/apply-patch+yaml requires the fieldManager "
@@ -328,7 +329,7 @@ class Registry:
                dry_run: bool = False) -> JSON:
         key = key_of(res, namespace, name)
         propagation = propagation_of(options or {})
-        entry = self.store.get(key)
+        entry = self.store.latest(key)
         if entry is None:
             raise errors.NotFound.of(res.plural, name, res.group)
         pre = (options or {}).get("preconditions") or {}
@@ -353,7 +354,7 @@ class Registry:
         grace = 0
         if res is PODS:
             node = ((entry.obj.get("spec") or {}).get("nodeName")) or ""
-            node_exists = bool(node) and self.store.get(key_of(NODES, None, node)) is not None
+            node_exists = bool(node) and self.store.latest(key_of(NODES, None, node)) is not None
             grace = o.pod_grace(entry.obj, options or {}, node_exists)
         if grace > 0:
             marked = o.mark_graceful(entry.obj, grace)
@@ -386,11 +387,14 @@ class Registry:
         cutoff = time.time() - margin
         for entry in list(self.store.index.entries(rkey(PODS))):
             m = entry.obj.get("metadata") or {}
-            when = o.parse_time(m.get("deletionTimestamp") or "")
-            if when is None or when > cutoff or m.get("finalizers"):
+            if not m.get("deletionTimestamp") or m.get("finalizers"):
+                continue
+            when = o.parse_time(m["deletionTimestamp"])
+            key = key_of(PODS, m.get("namespace"), m["name"])
+            if when is None or when > cutoff or self.store.latest(key) is not entry:
                 continue
             log.info("pod %s/%s: graceful deletion expired; deleting", m.get("namespace"), m.get("name"))
-            self._delete_now(PODS, key_of(PODS, m.get("namespace"), m["name"]), o.copy(entry.obj))
+            self._delete_now(PODS, key, o.copy(entry.obj))
             count += 1
         return count
 
@@ -417,8 +421,8 @@ class Registry:
             if not uid:
                 continue
             gone.add(uid)
-            for dkey in self.store.index.dependents(uid):
-                entry = self.store.get(dkey)
+            for dkey in self.store.latest_dependents(uid):
+                entry = self.store.latest(dkey)
                 if entry is None or any(c.key == dkey for c in changes):
                     continue
                 if orphan and okey == key:
@@ -445,7 +449,7 @@ class Registry:
                 return True  # an owner of a kind we do not serve: we cannot tell, keep it
             if uid in gone:
                 continue
-            live = self.store.get(key_of(res, key.namespace if res.namespaced else None, str(ref.get("name"))))
+            live = self.store.latest(key_of(res, key.namespace if res.namespaced else None, str(ref.get("name"))))
             if live is not None and (live.obj.get("metadata") or {}).get("uid") == uid:
                 return True
         return False
@@ -459,7 +463,7 @@ class Registry:
         for res in ALL:
             if not res.namespaced:
                 continue
-            for e in self.store.index.entries(rkey(res), ns):
+            for e in self.store.latest_entries(rkey(res), ns):
                 final = o.copy(e.obj)
                 changes.append(Change(key_of(res, ns, o.meta(final)["name"]), DELETED, final))
                 if res is SERVICES:
@@ -482,7 +486,7 @@ class Registry:
             raise errors.Invalid.of("Binding", name, [errors.Cause("target.name", "Required value",
                                                                    "FieldValueRequired")])
         key = key_of(PODS, namespace, name)
-        entry = self.store.get(key)
+        entry = self.store.latest(key)
         if entry is None:
             raise errors.NotFound.of("pods", name)
         pod = o.copy(entry.obj)

@@ -233,6 +233,9 @@ class APIServer:
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def health(self, request: web.Request) -> web.Response:
+        broken = self.registry.store.broken
+        if broken is not None and not request.path.startswith("/livez"):
+            return web.Response(text=f"storage failed: {broken}", status=500)
         return web.Response(text="ok")
 
     # ------------------------------------------------------------------ discovery
@@ -302,10 +305,15 @@ class APIServer:
             return await self.delete(request, t)
         elif method == "POST" and t.sub == "binding":
             body = await read_body(request)
-            return json_response(self.registry.bind(t.namespace or "", t.name, body, dry_run=dry_run(request)),
-                                 201)
+            status = self.registry.bind(t.namespace or "", t.name, body, dry_run=dry_run(request))
+            await self._durable()
+            return json_response(status, 201)
         raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource "
                                       f"({method} {request.path})")
+
+    async def _durable(self) -> None:
+        """Acknowledge a write only once it (and everything before it) is on disk."""
+        await self.registry.store.wait_durable(self.registry.store.assigned)
 
     def _object_response(self, request: web.Request, t: Target, obj: JSON, status: int = 200) -> web.Response:
         if wants_table(request) and status == 200:
@@ -342,6 +350,7 @@ class APIServer:
                                           f"(POST {t.res.path('<namespace>')})")
         check = field_check(request)
         obj = self.registry.create(t.res, t.namespace, body, dry_run=dry_run(request), fields=check)
+        await self._durable()
         return with_warnings(json_response(obj, 201), check)
 
     async def update(self, request: web.Request, t: Target) -> web.Response:
@@ -352,6 +361,7 @@ class APIServer:
         check = field_check(request)
         obj, created = self.registry.update(t.res, t.namespace, t.name, body, subresource=t.sub,
                                             dry_run=dry_run(request), fields=check)
+        await self._durable()
         return with_warnings(json_response(obj, 201 if created else 200), check)
 
     async def patch(self, request: web.Request, t: Target) -> web.Response:
@@ -373,6 +383,7 @@ class APIServer:
         obj, created = self.registry.patch(
             t.res, t.namespace, t.name, ctype, raw, subresource=t.sub, dry_run=dry_run(request),
             field_manager=request.query.get("fieldManager", ""), force=force, fields=check)
+        await self._durable()
         return with_warnings(json_response(obj, 201 if created else 200), check)
 
     async def _delete_options(self, request: web.Request) -> JSON:
@@ -393,7 +404,9 @@ class APIServer:
         assert t.name is not None
         opts = await self._delete_options(request)
         dry = dry_run(request) or opts.get("dryRun") == ["All"]
-        return json_response(self.registry.delete(t.res, t.namespace, t.name, opts, dry_run=dry))
+        obj = self.registry.delete(t.res, t.namespace, t.name, opts, dry_run=dry)
+        await self._durable()
+        return json_response(obj)
 
     async def delete_collection(self, request: web.Request, t: Target) -> web.Response:
         opts = await self._delete_options(request)
@@ -407,6 +420,7 @@ class APIServer:
                 deleted.append(self.registry.delete(t.res, m.get("namespace"), m["name"], {}, dry_run=dry))
             except errors.NotFound:
                 continue
+        await self._durable()
         return json_response({"kind": t.res.list_kind, "apiVersion": t.res.api_version,
                               "metadata": {"resourceVersion": str(self.registry.store.rv)}, "items": deleted})
 

@@ -285,3 +285,80 @@ def test_old_events_are_slimmed_but_equivalent() -> None:
     assert [t for _, t in catch_up(h, f, 0, 10)] == [ADDED, DELETED, ADDED, DELETED, ADDED, DELETED, ADDED,
                                                      DELETED, ADDED, DELETED][:10]
     assert old.line() == Event(2, old.key, MODIFIED, old.obj).line()
+
+
+# ---------------------------------------------------------------- group commit
+
+async def test_group_commit_visibility_and_batching(tmp_path: Path) -> None:
+    s = Store(tmp_path / "state.db")
+    seen: list[list[Event]] = []
+    s.listeners.append(seen.append)
+    s.start_writer()
+    try:
+        ka, kb = Key(PODS, "default", "a"), Key(PODS, "default", "b")
+        s.submit([Change(ka, ADDED, pod("a"))])
+        s.submit([Change(kb, ADDED, pod("b")), Change(ka, MODIFIED, pod("a", x="1"))])
+        # writers see the queued state at once, readers only once durable
+        assert s.latest(ka) is not None and s.latest(ka).obj["metadata"]["labels"] == {"x": "1"}  # type: ignore[union-attr]
+        assert s.assigned == 3
+        assert s.latest_entries(PODS) and [e.obj["metadata"]["name"] for e in s.latest_entries(PODS)] == ["a", "b"]
+        await s.wait_durable(s.assigned)
+        assert s.rv == 3 and s.get(kb) is not None and s.get(ka).rv == 3  # type: ignore[union-attr]
+        assert [e.rv for batch in seen for e in batch] == [1, 2, 3]
+        assert not s._overlay
+        s.submit([Change(ka, DELETED, pod("a"))])
+        assert s.latest(ka) is None and s.get(ka) is not None
+        assert s.latest_entries(PODS, "default")[0].obj["metadata"]["name"] == "b"
+        await s.wait_durable(s.assigned)
+        assert s.get(ka) is None
+        with pytest.raises(RuntimeError):
+            s.commit([Change(ka, ADDED, pod("a"))])
+    finally:
+        await s.stop_writer()
+    s.close()
+    s2 = Store(tmp_path / "state.db")
+    assert s2.rv == 4 and [e.obj["metadata"]["name"] for e in s2.list_entries(PODS)[0]] == ["b"]
+    s2.close()
+
+
+async def test_group_commit_many_writes_few_transactions(tmp_path: Path) -> None:
+    s = Store(tmp_path / "state.db")
+    transactions = 0
+    original = s._write
+
+    def counting(batch: Any, compacted: Any) -> None:
+        nonlocal transactions
+        transactions += 1
+        original(batch, compacted)
+
+    s._write = counting  # type: ignore[method-assign]
+    s.start_writer()
+    try:
+        for i in range(200):
+            s.submit([Change(Key(PODS, "default", f"p{i}"), ADDED, pod(f"p{i}"))])
+        await s.wait_durable(s.assigned)
+        assert s.rv == 200 and transactions < 20
+    finally:
+        await s.stop_writer()
+    s.close()
+
+
+async def test_failed_group_commit_is_fail_stop(tmp_path: Path) -> None:
+    s = Store(tmp_path / "state.db")
+    s.commit([Change(Key(PODS, "default", "a"), ADDED, pod("a"))])
+    s.db.execute("CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.name = 'bad' "
+                 "BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    s.start_writer()
+    try:
+        s.submit([Change(Key(PODS, "default", "bad"), ADDED, pod("bad"))])
+        with pytest.raises(errors.APIError) as exc:
+            await s.wait_durable(s.assigned)
+        assert "storage failure" in exc.value.message and exc.value.code == 500
+        assert s.broken is not None and s.rv == 1 and s.assigned == 1
+        assert s.get(Key(PODS, "default", "bad")) is None and s.latest(Key(PODS, "default", "bad")) is None
+        with pytest.raises(errors.APIError):
+            s.submit([Change(Key(PODS, "default", "c"), ADDED, pod("c"))])
+    finally:
+        await s.stop_writer()
+    assert s.db.execute("SELECT count(*) FROM objects").fetchone()[0] == 1
+    s.close()
