@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import struct
 import time
@@ -22,6 +23,7 @@ from dns.answer import Action, Options, answer, error_reply
 from dns.forward import Forwarder
 from dns.http import split_hostport
 from dns.metrics import Metrics
+from dns.mmsg import BatchIO, MMsgError
 from dns.view import ClusterView
 from dns.wire import TCP_MAX, AnswerCache, fit, formerr, is_response, udp_limit
 
@@ -53,6 +55,7 @@ class DNSServer:
         self.cache = AnswerCache(cache_size)
         self.metrics = Metrics()
         self._udp: socket.socket | None = None
+        self._io: BatchIO | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.address: tuple[str, int] = ("", 0)
@@ -64,27 +67,51 @@ class DNSServer:
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self, listen: str, *, reuse_port: bool = False) -> None:
+        """Bind UDP and TCP on the same port (port 0: a free one for both, retried on clashes)."""
         host, port = split_hostport(listen)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        sock.bind((host, port))
-        sock.setblocking(False)
+        for attempt in range(20 if port == 0 else 1):
+            sock = self._udp_socket(host, port, reuse_port)
+            try:
+                self._tcp = await asyncio.start_server(self._on_tcp, host, sock.getsockname()[1],
+                                                       reuse_address=True, reuse_port=reuse_port or None,
+                                                       family=sock.family)
+                break
+            except OSError:
+                sock.close()
+                if port != 0 or attempt == 19:
+                    raise
         self._udp = sock
         self.address = sock.getsockname()[:2]
-        loop = asyncio.get_running_loop()
-        loop.add_reader(sock.fileno(), self._on_udp)
-        self._tcp = await asyncio.start_server(self._on_tcp, host, self.address[1], reuse_address=True,
-                                               reuse_port=reuse_port or None, family=family)
+        self._io = None
+        if os.environ.get("PODNET_DNS_MMSG", "1") != "0":
+            try:
+                self._io = BatchIO(sock.fileno())
+            except MMsgError as exc:
+                log.info("batched UDP I/O unavailable (%s): one syscall per packet", exc)
+        asyncio.get_running_loop().add_reader(sock.fileno(),
+                                              self._on_udp_batch if self._io is not None else self._on_udp)
+
+    @staticmethod
+    def _udp_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.bind((host, port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     async def stop(self) -> None:
         if self._udp is not None:
             asyncio.get_running_loop().remove_reader(self._udp.fileno())
             self._udp.close()
             self._udp = None
+            self._io = None
         if self._tcp is not None:
             self._tcp.close()
             await self._tcp.wait_closed()
@@ -119,6 +146,29 @@ class DNSServer:
                 hits += 1
                 continue
             self._udp_miss(sock, data, addr)
+        if hits:
+            self.metrics.answer_hits += hits
+            self.metrics.observe((time.perf_counter() - start) / hits, hits)
+
+    def _on_udp_batch(self) -> None:
+        """The same as _on_udp with recvmmsg/sendmmsg: all cache hits of a batch in one syscall."""
+        sock, io = self._udp, self._io
+        if sock is None or io is None:
+            return
+
+        def miss(data: bytes, slot: int) -> None:
+            if io.truncated(slot):
+                self.metrics.malformed += 1
+            else:
+                self._udp_miss(sock, data, io.address(slot))
+
+        start = time.perf_counter()
+        hits = 0
+        for _ in range(BATCH // io.slots):
+            n, got = io.answer_batch(self.cache.entries, self.metrics.by_stat, miss)
+            hits += got
+            if 0 <= n < io.slots:
+                break
         if hits:
             self.metrics.answer_hits += hits
             self.metrics.observe((time.perf_counter() - start) / hits, hits)

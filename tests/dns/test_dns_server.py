@@ -7,6 +7,7 @@ import asyncio
 import socket
 import struct
 
+import pytest
 from dnslib import EDNS0, DNSRecord
 
 from controlplane.model import parse_service
@@ -29,12 +30,15 @@ async def _udp(port: int, data: bytes) -> bytes:
         return await asyncio.wait_for(loop.sock_recv(s, 65535), 2)
 
 
-async def test_wire_cache_hits_and_invalidation() -> None:
+@pytest.mark.parametrize("mmsg", ["1", "0"], ids=["recvmmsg", "recvfrom"])
+async def test_wire_cache_hits_and_invalidation(mmsg: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PODNET_DNS_MMSG", mmsg)
     b = ViewBuilder("cluster.local")
     b.set_service(parse_service(_svc("web", "10.96.0.1")))
     server = DNSServer(Options(), Forwarder([]))
     server.set_view(b.snapshot())
     await server.start("127.0.0.1:0")
+    assert (server._io is not None) == (mmsg == "1")
     port = server.address[1]
     try:
         q1 = DNSRecord.question("web.default.svc.cluster.local", "A")
@@ -74,4 +78,43 @@ async def test_wire_cache_hits_and_invalidation() -> None:
         assert 'podnet_dns_cache_hits_total{cache="answer"} 1' in body
         assert 'podnet_dns_responses_total{rcode="NOERROR"} 7' in body
     finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize("mmsg", ["1", "0"], ids=["recvmmsg", "recvfrom"])
+async def test_burst_of_hits_and_junk(mmsg: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More packets than one batch, hits mixed with junk and misses: every query answered once,
+    each to its own sender and with its own ID."""
+    monkeypatch.setenv("PODNET_DNS_MMSG", mmsg)
+    b = ViewBuilder("cluster.local")
+    b.set_service(parse_service(_svc("web", "10.96.0.1")))
+    server = DNSServer(Options(), Forwarder([]))
+    server.set_view(b.snapshot())
+    await server.start("127.0.0.1:0")
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+    try:
+        for s in socks:
+            s.settimeout(2)
+        q = DNSRecord.question("web.default.svc.cluster.local", "A")
+        sent: dict[int, set[int]] = {k: set() for k in range(4)}
+        for n in range(300):
+            k = n % 4
+            q.header.id = n
+            socks[k].sendto(q.pack(), server.address)
+            sent[k].add(n)
+            if n % 7 == 0:
+                socks[k].sendto(b"\x00\x01junk", server.address)
+        loop = asyncio.get_running_loop()
+        got: dict[int, set[int]] = {k: set() for k in range(4)}
+        for k, s in enumerate(socks):
+            for _ in range(len(sent[k])):
+                data = await loop.run_in_executor(None, s.recv, 4096)
+                reply = DNSRecord.parse(data)
+                assert str(reply.rr[0].rdata) == "10.96.0.1"
+                got[k].add(reply.header.id)
+        assert got == sent
+        assert server.metrics.answer_hits >= 290 and server.metrics.malformed >= 40
+    finally:
+        for s in socks:
+            s.close()
         await server.stop()
