@@ -1,7 +1,7 @@
 """Control plane benchmark: `podnet controlplane` vs etcd itself, same workloads, same run.
 
     python -m bench.controlplane [--objects 10000] [--concurrency 16] [--watchers 100]
-                                 [--watch-events 300] [--watch-rate 50] [--profile]
+                                 [--watch-events 200] [--watch-rate 20] [--profile]
 
 For each system, in turn (the other one stopped):
 1. create: `--sequential` objects one at a time (unloaded latency), then the rest of `--objects`
@@ -231,11 +231,12 @@ def main() -> int:
     ap.add_argument("--sequential", type=int, default=1000, help="of --objects, created one at a time")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--watchers", type=int, default=100)
-    ap.add_argument("--watch-events", type=int, default=300)
-    ap.add_argument("--watch-rate", type=float, default=50.0)
+    ap.add_argument("--watch-events", type=int, default=200)
+    ap.add_argument("--watch-rate", type=float, default=20.0)
     ap.add_argument("--only", choices=("podnet", "etcd"), help="run one system only")
     ap.add_argument("--profile", action="store_true", help="run podnet under cProfile and print the top entries")
     args = ap.parse_args()
+    load_before = Path("/proc/loadavg").read_text().split()[0]
     tmp = Path(tempfile.mkdtemp(prefix="bench-cp-"))
     prof = tmp / "podnet.prof" if args.profile else None
     backends: list[Backend] = []
@@ -258,7 +259,8 @@ def main() -> int:
             pstats.Stats(str(prof)).sort_stats("tottime").print_stats(25)
         shutil.rmtree(tmp, ignore_errors=True)
     print()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; 1-min load average {load_before} at start, "
+          f"{Path('/proc/loadavg').read_text().split()[0]} at end")
     print(f"command: python -m bench.controlplane --objects {args.objects} --sequential {args.sequential} "
           f"--concurrency {args.concurrency} --watchers {args.watchers} --watch-events {args.watch_events} "
           f"--watch-rate {args.watch_rate:g}")
