@@ -1,0 +1,1 @@
+"""Cluster DNS: `podnet dns` (see README.md)."""

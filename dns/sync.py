@@ -15,6 +15,7 @@ import time
 from typing import Any, AsyncIterator, Callable
 
 from controlplane.client import Client, Informer, ObjectList, WatchEvent
+from controlplane.errors import APIError
 from controlplane.model import parse_endpoint_slice, parse_pod, parse_service
 from controlplane.resources import ENDPOINTSLICES, NAMESPACES, PODS, SERVICES, Resource
 from dns.view import ClusterView, ViewBuilder, slice_info, svc_info
@@ -63,11 +64,16 @@ class CompactClient:
         resourceVersion (the oldest): events after it, including objects of namespaces created
         since, are replayed over the (possibly newer) listed state, which converges to the same
         store (ADDED/MODIFIED are upserts, DELETED removes)."""
-        if kw.get("namespace") is not None or not resource.namespaced:
+        namespaces = None
+        if kw.get("namespace") is None and resource.namespaced:
+            try:
+                namespaces = await self.client.list(NAMESPACES)
+            except APIError as exc:  # e.g. not allowed to list namespaces: one list of everything
+                log.info("listing namespaces failed (%s); listing %s at once", exc, resource.plural)
+        if namespaces is None:
             lst = await self.client.list(resource, **kw)
             return ObjectList([compact(resource, o) for o in lst.items], lst.resource_version, lst.kind,
                               lst.api_version)
-        namespaces = await self.client.list(NAMESPACES)
         items: list[JSON] = []
         for ns in sorted(str((o.get("metadata") or {}).get("name", "")) for o in namespaces.items):
             lst = await self.client.list(resource, **{**kw, "namespace": ns})
