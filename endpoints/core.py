@@ -113,6 +113,11 @@ def ip_sort_key(value: str) -> tuple[int, int, str]:
         return (9, 0, value)
 
 
+@functools.lru_cache(maxsize=65536)
+def ip_text(ip: IPAddress) -> str:
+    return str(ip)
+
+
 def target_ref(pod: Pod) -> JSON:
     return {"kind": "Pod", "namespace": pod.namespace, "name": pod.name, "uid": pod.uid}
 

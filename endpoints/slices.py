@@ -11,6 +11,7 @@ endpoints at all a placeholder slice (no ports, no endpoints) exists, as upstrea
 from __future__ import annotations
 
 import copy
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence
@@ -18,7 +19,7 @@ from typing import Any, Iterable, Sequence
 from controlplane.model import Pod, Service
 from endpoints.core import (
     HEADLESS_LABEL, JSON, MANAGED_BY_CONTROLLER, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, TRIGGER_TIME_ANNOTATION,
-    address_types, family_of, find_port, format_trigger_time, ip_sort_key, is_ip_set, set_annotation,
+    address_types, family_of, find_port, format_trigger_time, ip_sort_key, ip_text, is_ip_set, set_annotation,
     should_pod_be_in_endpoints, should_set_hostname, target_ref,
 )
 
@@ -92,7 +93,7 @@ def pod_to_endpoint(pod: Pod, service: Service, address_type: str, zones: dict[s
     if pod.terminating and not service.publish_not_ready_addresses:
         ready = False
     ep: JSON = {
-        "addresses": sorted((str(ip) for ip in pod.pod_ips if family_of(ip) == address_type), key=ip_sort_key),
+        "addresses": sorted((ip_text(ip) for ip in pod.pod_ips if family_of(ip) == address_type), key=ip_sort_key),
         "conditions": {"ready": ready, "serving": pod.ready, "terminating": pod.terminating},
         "targetRef": target_ref(pod),
     }
@@ -176,9 +177,10 @@ def _name(slice_: JSON) -> str:
     return str((slice_.get("metadata") or {}).get("name") or "")
 
 
-def _pop_sorted(desired: dict[EndpointKey, JSON]) -> JSON:
-    key = min(desired, key=lambda k: ([ip_sort_key(a) for a in k[0]], k[2], k[3], k[1]))
-    return desired.pop(key)
+def _in_order(desired: dict[EndpointKey, JSON]) -> deque[JSON]:
+    """The endpoints still to place, in a deterministic order (addresses, then pod)."""
+    keys = sorted(desired, key=lambda k: ([ip_sort_key(a) for a in k[0]], k[2], k[3], k[1]))
+    return deque(desired[k] for k in keys)
 
 
 # ------------------------------------------------------------------ the reconciler
@@ -196,7 +198,7 @@ def _by_port_mapping(service: Service, existing: list[JSON], desired: dict[Endpo
             want = desired.pop(endpoint_key(ep), None)
             if want is not None:
                 kept.append(want)
-                changed = changed or canonical_endpoint(want) != canonical_endpoint(ep)
+                changed = changed or (want != ep and canonical_endpoint(want) != canonical_endpoint(ep))
         labels = slice_labels(old, service)
         labels_changed = labels != ((old.get("metadata") or {}).get("labels") or {})
         if changed or len(kept) != len(old.get("endpoints") or []):
@@ -210,19 +212,20 @@ def _by_port_mapping(service: Service, existing: list[JSON], desired: dict[Endpo
         new["endpoints"] = kept
         new["metadata"]["labels"] = labels
         to_update[_name(old)] = new
+    todo = _in_order(desired)
     for slice_ in sorted(to_update.values(), key=lambda s: (-len(s["endpoints"]), _name(s))):
-        while desired and len(slice_["endpoints"]) < max_per_slice:
-            slice_["endpoints"].append(_pop_sorted(desired))
-    while desired:
+        while todo and len(slice_["endpoints"]) < max_per_slice:
+            slice_["endpoints"].append(todo.popleft())
+    while todo:
         target: JSON | None = None
-        if len(desired) < max_per_slice and unchanged:
-            target = _slice_to_fill(sorted(unchanged.values(), key=_name), len(desired), max_per_slice)
+        if len(todo) < max_per_slice and unchanged:
+            target = _slice_to_fill(sorted(unchanged.values(), key=_name), len(todo), max_per_slice)
         if target is None:
             target = new_slice(service, address_type, ports)
         else:
             target = _copy_slice(target)
-        while desired and len(target["endpoints"]) < max_per_slice:
-            target["endpoints"].append(_pop_sorted(desired))
+        while todo and len(target["endpoints"]) < max_per_slice:
+            target["endpoints"].append(todo.popleft())
         if _name(target):
             unchanged.pop(_name(target), None)
             to_update[_name(target)] = target

@@ -16,8 +16,8 @@ from controlplane.model import Pod, Service
 from endpoints.core import (
     ENDPOINTS_MANAGED_BY_CONTROLLER, ENDPOINTS_MANAGED_BY_LABEL, HEADLESS_LABEL, JSON, MAX_ENDPOINTS_CAPACITY,
     OVER_CAPACITY_ANNOTATION, TRIGGER_TIME_ANNOTATION, endpoints_family, family_of, find_port,
-    format_trigger_time, ip_sort_key, is_ip_set, set_annotation, should_pod_be_in_endpoints, should_set_hostname,
-    target_ref,
+    format_trigger_time, ip_sort_key, ip_text, is_ip_set, set_annotation, should_pod_be_in_endpoints,
+    should_set_hostname, target_ref,
 )
 
 PortTuple = tuple[str, int, str, str]  # name, port, protocol, appProtocol; port -1: "no ports" sentinel
@@ -26,7 +26,7 @@ AddrKey = tuple[str, str]  # ip, uid
 
 def _address(pod: Pod, service: Service) -> JSON | None:
     family = endpoints_family(service, pod)
-    ip = next((str(a) for a in pod.pod_ips if family_of(a) == family), None)
+    ip = next((ip_text(a) for a in pod.pod_ips if family_of(a) == family), None)
     if ip is None:
         return None
     addr: JSON = {"ip": ip}
@@ -168,7 +168,8 @@ def reconcile_endpoints(service: Service, pods: Sequence[Pod], existing: JSON | 
         meta = existing.get("metadata") or {}
         annotations = meta.get("annotations") or {}
         capacity_ok = (annotations.get(OVER_CAPACITY_ANNOTATION) == "truncated") == truncated
-        if (_canonical_subsets(existing.get("subsets") or []) == _canonical_subsets(subsets)
+        current = existing.get("subsets") or []
+        if ((current == subsets or _canonical_subsets(current) == _canonical_subsets(subsets))
                 and (meta.get("labels") or {}) == labels and capacity_ok):
             return None
         obj = dict(existing)
