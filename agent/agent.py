@@ -94,8 +94,11 @@ class Agent:
         except OSError:
             pass
         raw = self.pod_object(spec.uid) or {}
+        policy = spec.dns_policy
+        if spec.host_network and policy == "ClusterFirst":
+            policy = "Default"  # kubelet: hostNetwork pods need ClusterFirstWithHostNet for cluster DNS
         return core.render_resolv_conf(spec.namespace, self.opts.cluster_dns, self.opts.cluster_domain,
-                                       spec.dns_policy, host, (raw.get("spec") or {}).get("dnsConfig"))
+                                       policy, host, (raw.get("spec") or {}).get("dnsConfig"))
 
     def forget_worker(self, uid: str) -> None:
         self.workers.pop(uid, None)

@@ -121,6 +121,8 @@ class PodWorker:
 
     async def _create_sandbox(self, obj: dict[str, Any], spec: PodSpec) -> bool:
         agent = self.agent
+        if spec.host_network:
+            return self._create_host_sandbox(spec)
         net = agent.cni.network()
         if net is None:
             self.error = "network is not ready: no CNI network config in " + agent.cni.conf_dir
@@ -161,6 +163,16 @@ class PodWorker:
         log.info("pod %s: sandbox %s ip %s", spec.key, rec.netns, pod_ip)
         return True
 
+    def _create_host_sandbox(self, spec: PodSpec) -> bool:
+        """hostNetwork: no namespace, no CNI; the pod IP is the node IP."""
+        rec = self.record or PodRecord(spec.uid, spec.namespace, spec.name, "", spec.uid, start_time=time.time())
+        self.record = rec
+        rec.pod_ips = [self.agent.node_ip]
+        self.agent.runtime.write_files(rec.uid, self.agent.resolv_conf(spec), "")
+        rec.sandbox_ready = True
+        self.agent.runtime.save(rec)
+        return True
+
     def _start_containers(self, rec: PodRecord, spec: PodSpec, now: float) -> float:
         next_due = now + 60
         changed = False
@@ -169,7 +181,7 @@ class PodWorker:
             state = proc.state(False) if proc else None
             d = core.container_decision(spec.restart_policy, state, now, self.agent.opts.restart_backoff)
             if d.step is core.Step.START:
-                self.agent.runtime.start(rec, c, spec.hostname or spec.name)
+                self.agent.runtime.start(rec, c, "" if spec.host_network else spec.hostname or spec.name)
                 self._reset_probes(c, time.time())
                 changed = True
             elif d.step is core.Step.WAIT and proc is not None:
@@ -326,7 +338,7 @@ class PodWorker:
     async def _release_sandbox(self, rec: PodRecord) -> None:
         rt = self.agent.runtime
         rt.kill_all_now(rec)  # nothing may outlive the sandbox
-        if rec.network is not None:
+        if rec.network is not None and rec.netns:
             try:
                 net = parse_network(rec.network)
                 att = Attachment(rec.container_id, f"/run/netns/{rec.netns}", rec.ifname,

@@ -26,7 +26,7 @@ from podnet import netns
 
 SHIM = r'''
 R=$1; H=$2; X=$3; N=$4; shift 4
-hostname "$N" 2>/dev/null
+if [ -n "$N" ]; then hostname "$N" 2>/dev/null; fi
 if [ -n "$R" ]; then mount --bind "$R" /etc/resolv.conf || exit 126; fi
 if [ -n "$H" ]; then mount --bind "$H" /etc/hosts || exit 126; fi
 rm -f "$X"
@@ -146,11 +146,12 @@ class Runtime:
         (d / "hosts").write_text(hosts)
 
     def create_netns(self, rec: PodRecord) -> None:
-        if not netns.exists(rec.netns):
+        if rec.netns and not netns.exists(rec.netns):
             netns.create(rec.netns)
 
     def delete_netns(self, rec: PodRecord) -> None:
-        netns.delete(rec.netns)
+        if rec.netns:
+            netns.delete(rec.netns)
 
     # -- containers ----------------------------------------------------------------------------
     def start(self, rec: PodRecord, c: Container, hostname: str) -> ContainerProc:
@@ -160,8 +161,12 @@ class Runtime:
             proc.restart_count += 1
         env = {"PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
                "HOSTNAME": hostname, **dict(c.env)}
-        argv = ["ip", "netns", "exec", rec.netns, "unshare", "--uts", "sh", "-c", SHIM, "podnet-shim",
-                str(d / "resolv.conf"), str(d / "hosts"), str(d / f"{c.name}.exit"), hostname, *c.command]
+        if rec.netns:
+            argv = ["ip", "netns", "exec", rec.netns, "unshare", "--uts", "sh", "-c", SHIM, "podnet-shim",
+                    str(d / "resolv.conf"), str(d / "hosts"), str(d / f"{c.name}.exit"), hostname, *c.command]
+        else:  # hostNetwork: the node's network, hostname and /etc/hosts; a private mount for resolv.conf
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", SHIM, "podnet-shim",
+                    str(d / "resolv.conf"), "", str(d / f"{c.name}.exit"), "", *c.command]
         log = open(d / f"{c.name}.log", "ab")
         try:
             child = subprocess.Popen(argv, env=env, cwd=c.working_dir or "/", stdin=subprocess.DEVNULL,
@@ -228,14 +233,24 @@ class Runtime:
 
     def exec_argv(self, rec: PodRecord, command: Sequence[str]) -> list[str]:
         """argv that runs `command` inside the pod (its netns and resolv.conf), e.g. exec probes."""
-        return ["ip", "netns", "exec", rec.netns, "sh", "-c", EXEC_SHIM, "podnet-exec",
-                str(self.pod_dir(rec.uid) / "resolv.conf"), *command]
+        resolv = str(self.pod_dir(rec.uid) / "resolv.conf")
+        if not rec.netns:
+            return ["unshare", "--mount", "--propagation", "private", "sh", "-c", EXEC_SHIM, "podnet-exec", resolv,
+                    *command]
+        return ["ip", "netns", "exec", rec.netns, "sh", "-c", EXEC_SHIM, "podnet-exec", resolv, *command]
 
 
-def exec_in_pod_argv(root_dir: str | Path, uid: str, command: Sequence[str]) -> list[str]:
-    """Same as Runtime.exec_argv for tools outside the agent (podnet lab exec)."""
-    resolv = Path(root_dir) / "pods" / uid / "resolv.conf"
-    return ["ip", "netns", "exec", netns_name(uid), "sh", "-c", EXEC_SHIM, "podnet-exec", str(resolv), *command]
+def exec_in_pod_argv(root_dir: str | Path, uid: str, command: Sequence[str], node_netns: str = "") -> list[str]:
+    """Same as Runtime.exec_argv for tools outside the agent (podnet lab exec); a hostNetwork pod
+    runs in `node_netns` (the namespace its agent runs in)."""
+    pod_dir = Path(root_dir) / "pods" / uid
+    resolv = pod_dir / "resolv.conf"
+    ns = netns_name(uid)
+    try:
+        ns = str(json.loads((pod_dir / "state.json").read_text()).get("netns", ns)) or node_netns
+    except (OSError, ValueError):
+        pass
+    return ["ip", "netns", "exec", ns, "sh", "-c", EXEC_SHIM, "podnet-exec", str(resolv), *command]
 
 
 def env_for(container: Container, extra: Mapping[str, str] | None = None) -> dict[str, str]:

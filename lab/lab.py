@@ -332,7 +332,7 @@ class Lab:
         where = self.t.node((pod.get("spec") or {}).get("nodeName", ""))
         if where is None:
             raise LabError(f"pod {target} is not running on a lab node yet")
-        return exec_in_pod_argv(where.root_dir, pod["metadata"]["uid"], command)
+        return exec_in_pod_argv(where.root_dir, pod["metadata"]["uid"], command, where.netns)
 
 
 def _netns_list() -> list[str]:

@@ -168,3 +168,21 @@ async def test_agent_restart_adopts_running_pods(cluster: OneNode) -> None:
     assert netns.wait_for(lambda: not netns.exists(netns_name(uid)), 15), cluster.log()
     assert netns.wait_for(lambda: not Path(f"/proc/{pid}").exists(), 5)
     os.sync()
+
+
+async def test_host_network_pod(cluster: OneNode) -> None:
+    c = cluster.client
+    await c.create(PODS, pod("hostnet", [sys.executable, "-m", "http.server", "8099", "--bind", NODE_IP],
+                             hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet"))
+    p = await wait_pod(c, "hostnet", is_ready)
+    assert p["status"]["podIP"] == NODE_IP
+    uid = p["metadata"]["uid"]
+    assert not netns.exists(netns_name(uid))
+    assert netns.wait_for(lambda: in_node(cluster, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                          f"http://{NODE_IP}:8099/").stdout == "200", 10)
+    resolv = subprocess.run(exec_in_pod_argv(cluster.dir / "agent", uid, ["cat", "/etc/resolv.conf"], cluster.ns),
+                            capture_output=True, text=True, timeout=10).stdout
+    assert "nameserver 10.96.0.10" in resolv
+    await c.delete(PODS, "hostnet", namespace="default")
+    assert netns.wait_for(lambda: in_node(cluster, "curl", "-s", "-m", "1", f"http://{NODE_IP}:8099/").returncode != 0,
+                          15), cluster.log()

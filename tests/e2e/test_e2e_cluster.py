@@ -124,11 +124,15 @@ def test_scale_up_and_down(lab: Lab) -> None:
     vip = cluster_ip(lab)
     wait(lambda: "echo-4" in {curl(lab, "node-2", f"http://{vip}/").split()[0] for _ in range(15)}, 20,
          "traffic to the new pod")
-    uid = kget(lab, "pod", "echo-4")["metadata"]["uid"]
+    echo4 = kget(lab, "pod", "echo-4")
+    uid, ip4, node4 = echo4["metadata"]["uid"], echo4["status"]["podIP"], echo4["spec"]["nodeName"]
+    ipam_dir = lab.t.node(node4).root_dir / "ipam"  # type: ignore[union-attr]
+    assert [f for f in ipam_dir.rglob(ip4)]  # the IP is reserved while the pod runs
     kubectl(lab, "delete", "pod", "echo-4", "echo-5", "--wait=true")
     wait(lambda: ready_addresses(lab, "echo") == before, 20, "endpoints back to 3")
     wait(lambda: subprocess.run(["ip", "netns", "pids", f"pod-{uid}"], capture_output=True).returncode != 0, 20,
          "the deleted pod's namespace to go")
+    wait(lambda: not list(ipam_dir.rglob(ip4)), 10, "the deleted pod's IP to be released")
     names = {curl(lab, "node-1", f"http://{vip}/").split()[0] for _ in range(12)}
     assert names <= {"echo-1", "echo-2", "echo-3"}
 
