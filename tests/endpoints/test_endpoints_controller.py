@@ -33,6 +33,10 @@ class Server(FakeAPIServer):
             body["metadata"]["name"] = f"{body['metadata']['generateName']}{next(self._suffix):05d}"
         return super()._create(resource, ns, body)
 
+    async def __aenter__(self) -> "Server":
+        await self.start()
+        return self
+
     def of(self, resource: Resource, label: str = "") -> list[dict[str, Any]]:
         out = []
         for (plural, _, _), obj in sorted(self.objects.items()):

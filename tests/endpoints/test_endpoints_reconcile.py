@@ -1,3 +1,4 @@
+# mypy: disable-error-code="index"
 """Table-driven tests of the pure core: reconcile(service, pods, existing) -> Desired. No server."""
 
 from __future__ import annotations
