@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import ipaddress
 import logging
 import os
@@ -86,6 +87,21 @@ def write_kubeconfig(path: Path, url: str) -> None:
     os.replace(tmp, path)
 
 
+def lock_data_dir(data_dir: Path) -> Any:
+    """An exclusive lock on DIR/lock for the life of the process: two servers never share a store."""
+    f = open(data_dir / "lock", "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise ValueError(f"{data_dir} is in use by another podnet controlplane") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
 async def sweep(registry: Any, stop: asyncio.Event, margin: float, every: float = 5.0) -> None:
     """Finish graceful pod deletions that nobody finished (see Registry.sweep_terminating_pods)."""
     while not stop.is_set():
@@ -114,6 +130,7 @@ async def serve(args: argparse.Namespace) -> int:
     host, port = args.listen
     data_dir: Path = args.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_data_dir(data_dir)
     names = controllers.parse_names(args.controllers)
     store = Store(data_dir / "state.db", history_capacity=args.history)
     hub = Hub(store)
@@ -153,6 +170,7 @@ async def serve(args: argparse.Namespace) -> int:
         await runner.cleanup()
         await store.stop_writer()
         store.close()
+        lock.close()
     return 0
 
 

@@ -319,6 +319,33 @@ def test_kill9_restart_keeps_acknowledged_writes_and_resumes_watch(tmp_path: Pat
         server.stop()
 
 
+def test_restart_on_new_port_updates_kubernetes_service_and_lock(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "cp"
+    first = start_controlplane(data, free_port_number(), "--controllers", "")
+    try:
+        second = subprocess.run([sys.executable, "-m", "podnet", "controlplane", "--listen",
+                                 f"127.0.0.1:{free_port_number()}", "--data-dir", str(data), "--controllers", ""],
+                                capture_output=True, text=True, timeout=30)
+        assert second.returncode != 0 and "in use by another podnet controlplane" in second.stderr
+    finally:
+        first.stop()
+    port = free_port_number()
+    server = start_controlplane(data, port, "--controllers", "", "--advertise-address", "10.0.0.7")
+    try:
+        h = HTTP(server)
+        _, svc = h.json("GET", "/api/v1/namespaces/default/services/kubernetes", expect=200)
+        assert svc["spec"]["ports"][0]["targetPort"] == port and svc["spec"]["clusterIP"] == "10.96.0.1"
+        _, ep = h.json("GET", "/api/v1/namespaces/default/endpoints/kubernetes", expect=200)
+        assert ep["subsets"][0]["addresses"] == [{"ip": "10.0.0.7"}] and ep["subsets"][0]["ports"][0]["port"] == port
+        _, sl = h.json("GET", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes", expect=200)
+        assert sl["endpoints"][0]["addresses"] == ["10.0.0.7"] and sl["ports"][0]["port"] == port
+    finally:
+        server.stop()
+
+
 def test_sigterm_is_clean(tmp_path: Path) -> None:
     server = start_controlplane(tmp_path / "cp", free_port_number(), "--controllers", "")
     server.proc.send_signal(signal.SIGTERM)
