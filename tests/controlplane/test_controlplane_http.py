@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -443,3 +444,45 @@ def test_watch_from_future_rv_is_504_too_large(h: HTTP) -> None:
     assert status == 504
     body = json.loads(raw)
     assert body["reason"] == "Timeout" and body["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+
+
+async def test_concurrent_writes_behave_serially(cp: ControlPlane) -> None:
+    import aiohttp
+
+    url = cp.url
+    async with aiohttp.ClientSession() as s:
+        async def post(path: str, body: dict[str, Any]) -> int:
+            async with s.post(url + path, json=body) as r:
+                await r.read()
+                return r.status
+
+        codes = await asyncio.gather(*(post(pods(), dict(POD, metadata={"name": "race"})) for _ in range(30)))
+        assert sorted(codes) == [201] + [409] * 29
+        async with s.get(url + pods(name="race")) as r:
+            obj = await r.json()
+
+        async def put(i: int) -> int:
+            body = json.loads(json.dumps(obj))
+            body["metadata"]["labels"] = {"writer": str(i)}
+            async with s.put(url + pods(name="race"), json=body) as r:
+                await r.read()
+                return r.status
+
+        codes = await asyncio.gather(*(put(i) for i in range(30)))
+        assert sorted(codes) == [200] + [409] * 29
+        # a namespace deleted while pods are being created in it keeps nothing
+        await post("/api/v1/namespaces", {"metadata": {"name": "racens"}})
+        creates = [post(pods("racens"), dict(POD, metadata={"name": f"r{i}"})) for i in range(40)]
+
+        async def delete_ns() -> int:
+            await asyncio.sleep(0.005)
+            async with s.delete(url + "/api/v1/namespaces/racens") as r:
+                await r.read()
+                return r.status
+
+        results = await asyncio.gather(*creates, delete_ns())
+        assert results[-1] == 200 and set(results[:-1]) <= {201, 404}
+        async with s.get(url + "/api/v1/pods?fieldSelector=metadata.namespace%3Dracens") as r:
+            assert (await r.json())["items"] == []
+        async with s.delete(url + pods(name="race")) as r:
+            assert r.status == 200
