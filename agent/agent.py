@@ -75,6 +75,7 @@ class Agent:
         self.pod_cidr = ""
         self._last_node_status: dict[str, Any] | None = None
         self.started = False  # no pod workers before the pod cache is synced and state adopted
+        self._finalizing: set[str] = set()
 
     # -- lookups used by workers -------------------------------------------------------------------
     def pod_object(self, uid: str) -> dict[str, Any] | None:
@@ -146,7 +147,12 @@ class Agent:
     def _reconcile(self) -> None:
         desired = {str(o["metadata"].get("uid", "")): o for o in self.pods.list()}
         for uid, obj in desired.items():
-            if uid and uid not in self.workers and not obj["metadata"].get("deletionTimestamp"):
+            if uid and uid not in self.workers and obj["metadata"].get("deletionTimestamp"):
+                if uid not in self._finalizing:  # nothing runs here for it: finish the deletion
+                    self._finalizing.add(uid)
+                    asyncio.get_running_loop().create_task(self._final_delete(obj))
+                continue
+            if uid and uid not in self.workers:
                 phase = (obj.get("status") or {}).get("phase")
                 if phase in ("Succeeded", "Failed"):
                     continue  # finished before: nothing left to run
@@ -156,6 +162,15 @@ class Agent:
         for uid, w in list(self.workers.items()):
             if uid not in desired:
                 w.poke()
+
+    async def _final_delete(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        try:
+            await self.client.delete(PODS, meta["name"], namespace=meta.get("namespace"), grace_period_seconds=0)
+        except Exception as exc:  # noqa: BLE001
+            if getattr(exc, "code", 0) != 404:
+                log.warning("pod %s/%s: final delete failed: %s", meta.get("namespace"), meta["name"], exc)
+                self._finalizing.discard(str(meta.get("uid", "")))
 
     def _on_pod(self, obj: dict[str, Any]) -> None:
         if not self.started:

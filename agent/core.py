@@ -117,6 +117,11 @@ class ProbeState:
     failures: int = 0
 
 
+def probe_failed(probe: Probe, state: ProbeState) -> bool:
+    """A startup or liveness probe that reached its failure threshold (the container is restarted)."""
+    return state.failures >= probe.failure_threshold
+
+
 def probe_record(probe: Probe, state: ProbeState, ok: bool) -> ProbeState:
     """Apply one probe result with success/failure thresholds."""
     if ok:
@@ -126,8 +131,10 @@ def probe_record(probe: Probe, state: ProbeState, ok: bool) -> ProbeState:
     return ProbeState(state.ready and n < probe.failure_threshold, 0, n)
 
 
-def container_ready(container: Container, state: ContainerState | None, readiness: ProbeState | None) -> bool:
-    if state is None or not state.running:
+def container_ready(container: Container, state: ContainerState | None, readiness: ProbeState | None,
+                    started: bool = True) -> bool:
+    """Ready: running, past its startup probe, and its readiness probe (if any) says so."""
+    if state is None or not state.running or not started:
         return False
     if container.readiness is None:
         return True

@@ -40,6 +40,7 @@ class PodWorker:
         self.task: asyncio.Task[None] | None = None
         self.readiness: dict[str, ProbeTimer] = {}
         self.liveness: dict[str, ProbeTimer] = {}
+        self.startup: dict[str, ProbeTimer] = {}
         self.last_status: dict[str, Any] | None = None
         self.error = ""
         self.spec: PodSpec | None = None
@@ -115,7 +116,7 @@ class PodWorker:
             if proc is None:
                 continue
             probe = self.readiness.get(c.name)
-            ready = core.container_ready(c, proc.state(True), probe.state if probe else None)
+            ready = core.container_ready(c, proc.state(True), probe.state if probe else None, self._started(c))
             out[c.name] = proc.state(ready)
         return out
 
@@ -191,7 +192,13 @@ class PodWorker:
             self.agent.runtime.save(rec)
         return next_due
 
+    def _started(self, c: Container) -> bool:
+        timer = self.startup.get(c.name)
+        return c.startup is None or (timer is not None and timer.state.ready)
+
     def _reset_probes(self, c: Container, now: float) -> None:
+        if c.startup:
+            self.startup[c.name] = ProbeTimer(core.ProbeState(False), now + c.startup.initial_delay)
         if c.readiness:
             self.readiness[c.name] = ProbeTimer(core.ProbeState(False), now + c.readiness.initial_delay)
         if c.liveness:
@@ -205,8 +212,11 @@ class PodWorker:
             proc = rec.containers.get(c.name)
             if proc is None or not proc.running:
                 continue
-            for kind, timers, probe in (("readiness", self.readiness, c.readiness),
-                                        ("liveness", self.liveness, c.liveness)):
+            kinds: list[tuple[str, dict[str, ProbeTimer], Probe | None]] = [
+                ("readiness", self.readiness, c.readiness), ("liveness", self.liveness, c.liveness)]
+            if not self._started(c):  # readiness and liveness wait for the startup probe
+                kinds = [("startup", self.startup, c.startup)]
+            for kind, timers, probe in kinds:
                 if probe is None:
                     continue
                 timer = timers.get(c.name)
@@ -227,12 +237,14 @@ class PodWorker:
         timer.state = core.probe_record(probe, timer.state, ok)
         if not ok:
             log.info("pod %s/%s container %s: %s probe failed: %s", rec.namespace, rec.name, c.name, kind, msg)
-        if kind == "liveness" and not timer.state.ready:
-            log.info("pod %s/%s container %s failed liveness probe, will be restarted",
-                     rec.namespace, rec.name, c.name)
+        failed = (kind == "liveness" and not timer.state.ready) or (
+            kind == "startup" and not timer.state.ready and core.probe_failed(probe, timer.state))
+        if failed:
+            log.info("pod %s/%s container %s failed %s probe, will be restarted",
+                     rec.namespace, rec.name, c.name, kind)
             proc = rec.containers[c.name]
             await self._kill_container(rec, proc.name, self.spec.grace_seconds if self.spec else 30)
-            timer.state = core.ProbeState(True)
+            timer.state = core.ProbeState(kind == "liveness")
             self.readiness.pop(c.name, None)
 
     async def _pre_stop(self, rec: PodRecord, name: str, grace: float) -> None:

@@ -186,3 +186,23 @@ async def test_host_network_pod(cluster: OneNode) -> None:
     await c.delete(PODS, "hostnet", namespace="default")
     assert netns.wait_for(lambda: in_node(cluster, "curl", "-s", "-m", "1", f"http://{NODE_IP}:8099/").returncode != 0,
                           15), cluster.log()
+
+
+async def test_startup_probe_gates_readiness_and_restarts(cluster: OneNode) -> None:
+    c = cluster.client
+    flag = cluster.dir / "started"
+    await c.create(PODS, pod("slow", [], containers=[{
+        "name": "main", "command": ["sleep", "1000"],
+        "startupProbe": {"exec": {"command": ["test", "-e", str(flag)]}, "periodSeconds": 1, "failureThreshold": 30},
+        "livenessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 100}}]))
+    await c.create(PODS, pod("never", [], terminationGracePeriodSeconds=1, containers=[{
+        "name": "main", "command": ["sleep", "1000"],
+        "startupProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 2}}]))
+    p = await wait_pod(c, "slow", lambda p: p["status"].get("phase") == "Running")
+    await asyncio.sleep(1.5)
+    p = await c.get(PODS, "slow")
+    assert not is_ready(p) and p["status"]["containerStatuses"][0]["restartCount"] == 0
+    flag.write_text("1")
+    await wait_pod(c, "slow", is_ready, 10)
+    p = await wait_pod(c, "never", lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1, 20)
+    assert not is_ready(p)
