@@ -33,8 +33,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cache-ttl", type=int, default=30, help="max TTL of cached upstream answers (default 30)")
     p.add_argument("--forward-timeout", type=float, default=2.0, help="upstream timeout, seconds (default 2)")
     p.add_argument("--max-concurrent", type=int, default=1000, help="upstream queries in flight (default 1000)")
-    p.add_argument("--cache-size", type=int, default=20000,
-                   help="answer-cache entries for cluster names (wire format; default 20000)")
+    p.add_argument("--cache-size", type=int, default=10000,
+                   help="answer-cache entries for cluster names (wire format; default 10000, as CoreDNS's cache)")
     p.add_argument("--health-listen", default=":8080", help="/health address ('' to disable)")
     p.add_argument("--ready-listen", default=":8181", help="/ready address ('' to disable)")
     p.add_argument("--metrics-listen", default=":9153", help="/metrics address ('' to disable)")

@@ -48,7 +48,7 @@ def _stat(query: DNSRecord, reply: DNSRecord) -> tuple[str, str]:
 
 
 class DNSServer:
-    def __init__(self, options: Options, forwarder: Forwarder, *, cache_size: int = 20000) -> None:
+    def __init__(self, options: Options, forwarder: Forwarder, *, cache_size: int = 10000) -> None:
         self.options = options
         self.forwarder = forwarder
         self.view: ClusterView | None = None

@@ -76,7 +76,7 @@ def with_id(data: bytes, ident: int) -> bytes:
 class AnswerCache:
     """query bytes[2:] -> (reply bytes[2:], stat key); bounded (FIFO), cleared per view generation."""
 
-    def __init__(self, max_entries: int = 20000) -> None:
+    def __init__(self, max_entries: int = 10000) -> None:
         self.max_entries = max_entries
         self.entries: dict[bytes, tuple[bytes, tuple[str, str]]] = {}
         self.generation = -1

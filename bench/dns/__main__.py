@@ -166,7 +166,7 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.dns")
     p.add_argument("--services", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=10)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2, help="0: memory only")
     p.add_argument("--workers", default="1,2", help="podnet dns --workers values to measure")
     p.add_argument("--memory-services", type=int, default=10000)
     p.add_argument("--no-srv", action=argparse.BooleanOptionalAction, default=True,
@@ -180,10 +180,10 @@ def main() -> int:
             return 2
     with tempfile.TemporaryDirectory(prefix="bench-dns-") as d:
         tmp = Path(d)
-        qps = qps_bench(args, tmp)
-        nosrv = qps_bench(args, tmp, srv=False) if args.no_srv else None
+        qps = qps_bench(args, tmp) if args.rounds else None
+        nosrv = qps_bench(args, tmp, srv=False) if args.no_srv and args.rounds else None
         mem = memory_bench(args, tmp) if args.memory_services else {}
-    summary = {"mix": summarize(qps), **({"no_srv_mix": summarize(nosrv)} if nosrv else {})}
+    summary = {**({"mix": summarize(qps)} if qps else {}), **({"no_srv_mix": summarize(nosrv)} if nosrv else {})}
     print(json.dumps({"qps": summary, "memory": mem}, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": [qps, nosrv], "summary": summary, "memory": mem}, indent=2))
