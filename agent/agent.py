@@ -145,23 +145,22 @@ class Agent:
                 w.start()
 
     def _reconcile(self) -> None:
-        desired = {str(o["metadata"].get("uid", "")): o for o in self.pods.list()}
-        for uid, obj in desired.items():
-            if uid and uid not in self.workers and obj["metadata"].get("deletionTimestamp"):
-                if uid not in self._finalizing:  # nothing runs here for it: finish the deletion
-                    self._finalizing.add(uid)
-                    asyncio.get_running_loop().create_task(self._final_delete(obj))
-                continue
-            if uid and uid not in self.workers:
-                phase = (obj.get("status") or {}).get("phase")
-                if phase in ("Succeeded", "Failed"):
-                    continue  # finished before: nothing left to run
-                w = PodWorker(self, uid, None)
-                self.workers[uid] = w
-                w.start()
-        for uid, w in list(self.workers.items()):
-            if uid not in desired:
-                w.poke()
+        objs = {str(o["metadata"].get("uid", "")): o for o in self.pods.list()}
+        objs.pop("", None)
+        intents = {uid: core.PodIntent(bool(o["metadata"].get("deletionTimestamp")),
+                                       (o.get("status") or {}).get("phase") in ("Succeeded", "Failed"))
+                   for uid, o in objs.items()}
+        plan = core.plan_pods(intents, self.workers)
+        for uid in plan.create:
+            w = PodWorker(self, uid, None)
+            self.workers[uid] = w
+            w.start()
+        for uid in plan.kill:  # the worker sees the deletion and tears the pod down
+            self.workers[uid].poke()
+        for uid in plan.finalize:
+            if uid not in self._finalizing:
+                self._finalizing.add(uid)
+                asyncio.get_running_loop().create_task(self._final_delete(objs[uid]))
 
     async def _final_delete(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]

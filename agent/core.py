@@ -221,19 +221,29 @@ def render_pod_status(spec: PodSpec, states: Mapping[str, ContainerState], *, sa
 # ---------------------------------------------------------------- pods on this node
 
 @dataclass(frozen=True)
+class PodIntent:
+    """What the API says about a pod bound to this node."""
+
+    deleting: bool = False  # metadata.deletionTimestamp set
+    terminal: bool = False  # status.phase Succeeded/Failed
+
+
+@dataclass(frozen=True)
 class PodPlan:
     create: tuple[str, ...]  # uids to set up
     kill: tuple[str, ...]  # uids to tear down (object gone or deleting)
     keep: tuple[str, ...]  # uids to keep syncing
+    finalize: tuple[str, ...]  # deleting pods with nothing running here: just finish the delete
 
 
-def plan_pods(desired: Mapping[str, PodSpec], actual: Iterable[str]) -> PodPlan:
-    """Desired pods (from the API, bound here) vs the ones we run (by uid)."""
+def plan_pods(desired: Mapping[str, PodIntent], actual: Iterable[str]) -> PodPlan:
+    """Desired pods (from the API, bound here, by uid) vs the ones we run (by uid)."""
     running = set(actual)
-    create = sorted(u for u, s in desired.items() if u not in running and not s.deleting)
+    create = sorted(u for u, s in desired.items() if u not in running and not s.deleting and not s.terminal)
     kill = sorted(u for u in running if u not in desired or desired[u].deleting)
     keep = sorted(u for u in running if u in desired and not desired[u].deleting)
-    return PodPlan(tuple(create), tuple(kill), tuple(keep))
+    finalize = sorted(u for u, s in desired.items() if u not in running and s.deleting)
+    return PodPlan(tuple(create), tuple(kill), tuple(keep), tuple(finalize))
 
 
 def kill_grace(spec: PodSpec | None, default: int = 30) -> int:

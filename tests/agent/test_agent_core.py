@@ -129,11 +129,12 @@ def test_routes() -> None:
 
 
 def test_plan_pods() -> None:
-    a = parse_pod_spec(raw_pod())
-    gone = parse_pod_spec({**raw_pod(), "metadata": {"name": "q", "namespace": "ns", "uid": "u2",
-                                                     "deletionTimestamp": "2026-01-01T00:00:00Z"}})
-    plan = core.plan_pods({"u1": a, "u2": gone}, ["u2", "u3"])
-    assert plan.create == ("u1",) and plan.kill == ("u2", "u3") and plan.keep == ()
+    I = core.PodIntent
+    desired = {"u1": I(), "u2": I(deleting=True), "u4": I(terminal=True), "u5": I(deleting=True), "u6": I()}
+    plan = core.plan_pods(desired, ["u2", "u3", "u6"])
+    assert plan.create == ("u1",)  # u4 finished before: nothing to run
+    assert plan.kill == ("u2", "u3") and plan.keep == ("u6",)
+    assert plan.finalize == ("u5",)  # deleting, nothing running here
 
 
 def test_spec_env_expansion_and_field_refs() -> None:
