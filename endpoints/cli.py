@@ -22,13 +22,13 @@ def _per_slice(text: str) -> int:
     return value
 
 
-def _workers(text: str) -> int:
+def _positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: at least 1 worker")
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
 
 
@@ -41,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-endpoints-per-slice", type=_per_slice, default=DEFAULT_MAX_ENDPOINTS_PER_SLICE,
                    help=f"endpoints per EndpointSlice (1..{MAX_ENDPOINTS_PER_SLICE_LIMIT}, "
                         f"default {DEFAULT_MAX_ENDPOINTS_PER_SLICE})")
-    p.add_argument("--workers", type=_workers, default=1, help="concurrent Service syncs (default 1)")
+    p.add_argument("--workers", type=_positive, default=1, help="concurrent Service syncs (default 1)")
+    p.add_argument("--no-mirroring", dest="mirroring", action="store_false",
+                   help="do not mirror hand-written Endpoints of selector-less Services to EndpointSlices")
+    p.add_argument("--mirroring-max-endpoints-per-subset", type=_positive, default=1000,
+                   help="addresses mirrored per Endpoints subset (default 1000)")
     p.add_argument("--log-level", default=os.environ.get("PODNET_LOG_LEVEL", "INFO"))
     return p
 
@@ -61,7 +65,8 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await run(client, stop, max_endpoints_per_slice=args.max_endpoints_per_slice, workers=args.workers)
+        await run(client, stop, max_endpoints_per_slice=args.max_endpoints_per_slice, workers=args.workers,
+                  mirroring=args.mirroring, mirroring_max_endpoints_per_subset=args.mirroring_max_endpoints_per_subset)
     finally:
         await client.close()
     return 0

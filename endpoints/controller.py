@@ -26,6 +26,8 @@ from endpoints.core import (
     DEFAULT_MAX_ENDPOINTS_PER_SLICE, JSON, MANAGED_BY_CONTROLLER, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, is_managed,
     parse_time, validate_max_per_slice,
 )
+from endpoints.mirror import DEFAULT_MAX_PER_SUBSET
+from endpoints.mirroring import Mirroring, strip
 from endpoints.queue import WorkQueue
 from endpoints.reconcile import Action, Desired, Existing, endpoints_is_managed, reconcile
 from endpoints.writes import WriteCache, object_key
@@ -96,7 +98,8 @@ def pod_trigger_time(old: JSON | None, new: JSON | None) -> datetime:
 
 class Controller:
     def __init__(self, client: Client, *, max_endpoints_per_slice: int = DEFAULT_MAX_ENDPOINTS_PER_SLICE,
-                 workers: int = 1) -> None:
+                 workers: int = 1, mirroring: bool = True,
+                 mirroring_max_endpoints_per_subset: int = DEFAULT_MAX_PER_SUBSET) -> None:
         self.client = client
         self.max_per_slice = validate_max_per_slice(max_endpoints_per_slice)
         self.workers = max(1, int(workers))
@@ -120,10 +123,13 @@ class Controller:
         self._parsed: dict[str, tuple[str, Pod]] = {}
         self.syncs = 0
         self.writes = 0
+        self.mirroring = Mirroring(client, self.queue, self.services, self.endpoints,
+                                   max_per_subset=mirroring_max_endpoints_per_subset) if mirroring else None
 
     @property
     def informers(self) -> tuple[Informer, ...]:
-        return (self.services, self.pods, self.endpoints, self.slices, self.nodes)
+        extra = (self.mirroring.slices,) if self.mirroring is not None else ()
+        return (self.services, self.pods, self.endpoints, self.slices, self.nodes, *extra)
 
     # -- event handlers (fast: they only queue keys) ---------------------------------------------
     def enqueue(self, key: str, when: datetime | None = None) -> None:
@@ -324,13 +330,18 @@ class Controller:
             if key is None:
                 return
             try:
-                await self.sync(key)
+                mirror_key = strip(key)
+                if mirror_key is None:
+                    await self.sync(key)
+                elif self.mirroring is not None:
+                    await self.mirroring.sync(mirror_key)
                 self.queue.forget(key)
             except asyncio.CancelledError:
                 raise
             except (errors.Conflict, errors.AlreadyExists, errors.NotFound) as exc:
                 log.info("sync %s: %s; retrying with fresh state", key, exc.message)
-                self._fresh.add(key)
+                if strip(key) is None:
+                    self._fresh.add(key)
                 self.queue.add_rate_limited(key)
             except Exception as exc:
                 delay = self.queue.add_rate_limited(key)
@@ -365,8 +376,11 @@ class Controller:
 
 
 async def run(client: Client, stop: asyncio.Event, *, max_endpoints_per_slice: int = DEFAULT_MAX_ENDPOINTS_PER_SLICE,
-              workers: int = 1, **_options: Any) -> None:
+              workers: int = 1, mirroring: bool = True,
+              mirroring_max_endpoints_per_subset: int = DEFAULT_MAX_PER_SUBSET, **_options: Any) -> None:
     """The controller entry point (`podnet controlplane --controllers endpoints` and `podnet endpoints`).
 
-    Returns when `stop` is set. Options meant for other controllers (service_cidr, ...) are ignored."""
-    await Controller(client, max_endpoints_per_slice=max_endpoints_per_slice, workers=workers).run(stop)
+    Returns when `stop` is set. Options meant for other controllers (service_cidr, ...) are ignored.
+    `mirroring` also runs EndpointSlice mirroring for selector-less Services (endpoints/mirror.py)."""
+    await Controller(client, max_endpoints_per_slice=max_endpoints_per_slice, workers=workers, mirroring=mirroring,
+                     mirroring_max_endpoints_per_subset=mirroring_max_endpoints_per_subset).run(stop)

@@ -213,7 +213,19 @@ def test_selectorless_and_external_name_left_alone(standalone: tuple[ControlPlan
     cp.kubectl("apply", "-f", "-", input=service(), check=True)  # a selector Service as a progress marker
     wait("web slice", lambda: "web-0" in slice_view(cp))
     assert endpoints(cp, "manual")["subsets"][0]["addresses"][0]["ip"] == "10.9.9.9"
-    assert slices(cp, "manual") == [] and slices(cp, "ext") == [] and endpoints(cp, "ext") is None
+    assert slices(cp, "ext") == [] and endpoints(cp, "ext") is None
+    # the hand-written Endpoints is untouched, and mirrored into an EndpointSlice for proxies/DNS
+    mirrored = wait("mirrored slice", lambda: slices(cp, "manual"))
+    assert mirrored[0]["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == \
+        "endpointslicemirroring-controller.k8s.io"
+    assert mirrored[0]["endpoints"][0]["addresses"] == ["10.9.9.9"] and mirrored[0]["ports"][0]["port"] == 80
+    user_ep["subsets"][0]["addresses"].append({"ip": "10.9.9.10"})  # type: ignore[index]
+    cp.kubectl("apply", "-f", "-", input=json.dumps(user_ep), check=True)
+    wait("mirror follows the Endpoints", lambda: sorted(a for s in slices(cp, "manual") for e in s["endpoints"]
+                                                        for a in e["addresses"]) == ["10.9.9.10", "10.9.9.9"])
+    assert endpoints(cp, "manual")["metadata"].get("labels", {}).get("endpoints.kubernetes.io/managed-by") is None
+    cp.kubectl("delete", "endpoints", "manual", check=True)
+    wait("mirror removed with the Endpoints", lambda: slices(cp, "manual") == [])
 
     # a Service that loses its selector loses the managed objects
     cp.kubectl("patch", "service", "web", "--type=json", "-p",
