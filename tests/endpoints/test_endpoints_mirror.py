@@ -27,7 +27,7 @@ def eps(subsets: list[dict[str, Any]], labels: dict[str, str] | None = None,
             "subsets": subsets}
 
 
-SUBSET = {"addresses": [{"ip": "192.0.2.10", "nodeName": "n1"}, {"ip": "192.0.2.11"}],
+SUBSET: dict[str, Any] = {"addresses": [{"ip": "192.0.2.10", "nodeName": "n1"}, {"ip": "192.0.2.11"}],
           "notReadyAddresses": [{"ip": "192.0.2.12"}],
           "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}
 
