@@ -9,6 +9,7 @@ It raises `errors.APIError`s; the HTTP shell translates them into Status respons
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import logging
@@ -23,7 +24,7 @@ import yaml
 from controlplane import errors, schema
 from controlplane import objects as o
 from controlplane.resources import ALL, BY_KIND, NAMESPACES, NODES, PODS, SERVICES, Resource
-from controlplane.state import ADDED, DELETED, MODIFIED, Entry, Key, WatchFilter
+from controlplane.state import ADDED, DELETED, MODIFIED, Entry, Key, WatchFilter, paginate, parse_rv, snapshot
 from controlplane.storage import Change, Store
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,35 @@ def propagation_of(options: JSON) -> str:
         raise errors.BadRequest(f'propagationPolicy: Unsupported value: "{policy}": supported values: '
                                 '"Background", "Foreground", "Orphan"')
     return str(policy)
+
+
+CONTINUE_EXPIRED = ("The provided continue parameter is too old to display a consistent list result. You can "
+                    "start a new list without the continue parameter.")
+
+
+@dataclass(frozen=True)
+class ListPage:
+    items: list[Entry]
+    rv: int
+    continue_token: str = ""
+    remaining: int | None = None
+
+
+def encode_continue(rv: int, after: tuple[str, str]) -> str:
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": f"{after[0]}/{after[1]}"}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_continue(token: str) -> tuple[int, tuple[str, str]]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        ns, _, name = str(data["start"]).partition("/")
+        rv = int(data["rv"])
+        if data.get("v") != "meta.k8s.io/v1" or rv < 0:
+            raise ValueError
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+        raise errors.BadRequest(f"continue key is not valid: {token!r}") from None
+    return rv, (ns, name)
 
 
 def rkey(res: Resource) -> str:
@@ -149,12 +179,47 @@ class Registry:
         return WatchFilter(rkey(res), namespace if res.namespaced else None, label, field)
 
     def list_objects(self, res: Resource, namespace: str | None, label_selector: str = "",
-             field_selector: str = "") -> tuple[list[Entry], int]:
+                     field_selector: str = "") -> tuple[list[Entry], int]:
+        """The whole current (durable) list."""
+        page = self.list_page(res, namespace, label_selector, field_selector)
+        return page.items, page.rv
+
+    def list_page(self, res: Resource, namespace: str | None, label_selector: str = "", field_selector: str = "",
+                  *, limit: int = 0, continue_token: str = "", resource_version: str = "",
+                  match: str = "") -> ListPage:
+        """A list as upstream serves it: the latest state, or (resourceVersionMatch=Exact, or a
+        continue token) the state at an older resourceVersion rebuilt from the kept history; `limit`
+        pages through one consistent snapshot."""
         filt = self.watch_filter(res, namespace, label_selector, field_selector)
-        entries, rv = self.store.list_entries(filt.resource, filt.namespace)
+        current = self.store.rv
+        start: tuple[str, str] | None = None
+        at = current
+        if continue_token:
+            if resource_version not in ("", None):
+                raise errors.BadRequest("specifying resource version is not allowed when using continue")
+            at, start = decode_continue(continue_token)
+        else:
+            rv = parse_rv(resource_version)
+            if match not in ("", "Exact", "NotOlderThan"):
+                raise errors.BadRequest(f'resourceVersionMatch: Unsupported value: "{match}": supported values: '
+                                        '"Exact", "NotOlderThan"')
+            if match and rv is None:
+                raise errors.BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
+            if match == "Exact":
+                if rv == 0:
+                    raise errors.BadRequest('resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
+                at = rv or current
+        try:
+            entries = snapshot(self.store.index, self.store.history, filt.resource, filt.namespace, at, current)
+        except errors.Gone:
+            if continue_token:
+                raise errors.Gone(CONTINUE_EXPIRED) from None
+            raise
         if filt.selective:
             entries = [e for e in entries if filt.selects(e.obj)]
-        return entries, rv
+        items, after, remaining = paginate(entries, start, limit)
+        token = encode_continue(at, after) if after is not None else ""
+        return ListPage(items, at, token, remaining if token and not filt.selective else None)
 
     # ------------------------------------------------------------------ helpers
 

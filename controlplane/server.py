@@ -288,7 +288,7 @@ class APIServer:
             if method == "GET":
                 if t.watch_path or query_bool(request, "watch"):
                     return await self.watch(request, t)
-                return self.list(request, t)
+                return await self.list(request, t)
             if method == "POST":
                 return await self.create(request, t)
             if method == "DELETE" and t.res.plural != "namespaces":
@@ -330,17 +330,34 @@ class APIServer:
             return self._object_response(request, t, entry.obj)
         return web.Response(body=entry.raw.encode(), content_type=JSON_TYPE)
 
-    def list(self, request: web.Request, t: Target) -> web.Response:
-        entries, rv = self.registry.list_objects(t.res, t.namespace, request.query.get("labelSelector", ""),
-                                         request.query.get("fieldSelector", ""))
+    async def list(self, request: web.Request, t: Target) -> web.Response:
+        q = request.query
+        try:
+            limit = int(q.get("limit") or 0)
+        except ValueError:
+            raise errors.BadRequest(f"invalid limit: {q.get('limit')!r}") from None
+        rv = parse_rv(q.get("resourceVersion"))
+        if rv and rv > self.registry.store.rv and not q.get("continue"):
+            await self._wait_for_rv(rv)
+        page = self.registry.list_page(t.res, t.namespace, q.get("labelSelector", ""), q.get("fieldSelector", ""),
+                                       limit=limit, continue_token=q.get("continue", ""),
+                                       resource_version=q.get("resourceVersion", ""),
+                                       match=q.get("resourceVersionMatch", ""))
+        meta: JSON = {"resourceVersion": str(page.rv)}
+        if page.continue_token:
+            meta["continue"] = page.continue_token
+        if page.remaining is not None:
+            meta["remainingItemCount"] = page.remaining
         if wants_table(request):
             table = partner("table")
             assert table is not None
-            return json_response(table.render_table(t.res, [e.obj for e in entries], str(rv),
-                                                    include_object=include_object(request)))
+            body_obj = table.render_table(t.res, [e.obj for e in page.items], str(page.rv),
+                                          include_object=include_object(request))
+            body_obj["metadata"] = dict(body_obj.get("metadata") or {}, **meta)
+            return json_response(body_obj)
         head = (f'{{"kind":"{t.res.list_kind}","apiVersion":"{t.res.api_version}",'
-                f'"metadata":{{"resourceVersion":"{rv}"}},"items":[')
-        body = head + ",".join(e.raw for e in entries) + "]}"
+                f'"metadata":{dumps(meta)},"items":[')
+        body = head + ",".join(e.raw for e in page.items) + "]}"
         return web.Response(body=body.encode(), content_type=JSON_TYPE)
 
     async def create(self, request: web.Request, t: Target) -> web.Response:

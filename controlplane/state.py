@@ -289,3 +289,44 @@ def catch_up(history: History, filt: WatchFilter, rv: int, current: int) -> Iter
         if t is not None:
             out.append((ev, t))
     return out
+
+
+def snapshot(index: ObjectIndex, history: History, resource: str, namespace: str | None, rv: int,
+             current: int) -> list[Entry]:
+    """The objects of `resource` as they were at `rv`: the current state rewound through the kept
+    history (sorted by namespace and name). Raises errors.Gone when the history no longer covers it."""
+    entries = index.entries(resource, namespace)
+    if rv >= current:
+        return entries
+    state: dict[tuple[str, str], Entry] = {}
+    for e in entries:
+        m = e.obj.get("metadata") or {}
+        state[(str(m.get("namespace") or ""), str(m.get("name")))] = e
+    for ev in reversed(history.since(rv, current)):
+        if ev.key.resource != resource or (namespace is not None and ev.key.namespace != namespace):
+            continue
+        k = (ev.key.namespace, ev.key.name)
+        prev = ev.prev
+        if ev.type == ADDED or prev is None:
+            state.pop(k, None)
+        else:
+            prev_rv = parse_rv(str((prev.get("metadata") or {}).get("resourceVersion") or "0")) or 0
+            state[k] = Entry(prev, ev.prev_raw or dumps(prev), prev_rv)
+    return [state[k] for k in sorted(state)]
+
+
+def paginate(entries: list[Entry], start_after: tuple[str, str] | None,
+             limit: int) -> tuple[list[Entry], tuple[str, str] | None, int]:
+    """A page of `entries` (sorted by namespace/name) after `start_after`; returns the items, the key
+    to continue after (None on the last page) and how many items remain after this page."""
+    def key(e: Entry) -> tuple[str, str]:
+        m = e.obj.get("metadata") or {}
+        return (str(m.get("namespace") or ""), str(m.get("name")))
+
+    lo = 0
+    if start_after is not None:
+        lo = bisect.bisect_right([key(e) for e in entries], start_after)
+    if limit <= 0 or len(entries) - lo <= limit:
+        return entries[lo:], None, 0
+    page = entries[lo:lo + limit]
+    return page, key(page[-1]), len(entries) - lo - limit

@@ -486,3 +486,44 @@ async def test_concurrent_writes_behave_serially(cp: ControlPlane) -> None:
             assert (await r.json())["items"] == []
         async with s.delete(url + pods(name="race")) as r:
             assert r.status == 200
+
+
+def test_list_pagination_is_one_snapshot(h: HTTP) -> None:
+    h.json("POST", "/api/v1/namespaces", {"metadata": {"name": "pages"}}, expect=201)
+    for i in range(25):
+        h.json("POST", pods("pages"), dict(POD, metadata={"name": f"p{i:02d}", "labels": {"v": "1"}}), expect=201)
+    _, first = h.json("GET", pods("pages") + "?limit=10", expect=200)
+    rv = first["metadata"]["resourceVersion"]
+    assert [i["metadata"]["name"] for i in first["items"]] == [f"p{i:02d}" for i in range(10)]
+    assert first["metadata"]["remainingItemCount"] == 15 and first["metadata"]["continue"]
+    # changes after the first page do not show in the later pages
+    h.json("PATCH", pods("pages", "p12"), {"metadata": {"labels": {"v": "2"}}}, "application/merge-patch+json", 200)
+    h.json("DELETE", pods("pages", "p13"), expect=200)
+    h.json("POST", pods("pages"), dict(POD, metadata={"name": "p105"}), expect=201)
+    cont = urllib.parse.quote(first["metadata"]["continue"])
+    _, second = h.json("GET", pods("pages") + f"?limit=10&continue={cont}", expect=200)
+    names = [i["metadata"]["name"] for i in second["items"]]
+    assert names == [f"p{i:02d}" for i in range(10, 20)] and second["metadata"]["resourceVersion"] == rv
+    p12 = next(i for i in second["items"] if i["metadata"]["name"] == "p12")
+    assert p12["metadata"]["labels"] == {"v": "1"}
+    cont = urllib.parse.quote(second["metadata"]["continue"])
+    _, third = h.json("GET", pods("pages") + f"?limit=10&continue={cont}", expect=200)
+    assert [i["metadata"]["name"] for i in third["items"]] == [f"p{i:02d}" for i in range(20, 25)]
+    assert "continue" not in third["metadata"]
+    _, exact = h.json("GET", pods("pages") + f"?resourceVersion={rv}&resourceVersionMatch=Exact", expect=200)
+    assert len(exact["items"]) == 25 and exact["metadata"]["resourceVersion"] == rv
+    _, now = h.json("GET", pods("pages"), expect=200)
+    assert len(now["items"]) == 25 and "p13" not in [i["metadata"]["name"] for i in now["items"]]
+    _, sel = h.json("GET", pods("pages") + "?limit=2&labelSelector=v%3D1", expect=200)
+    assert len(sel["items"]) == 2 and "remainingItemCount" not in sel["metadata"]
+    h.json("GET", pods("pages") + "?continue=garbage", expect=400)
+    h.json("GET", pods("pages") + f"?continue={cont}&resourceVersion=5", expect=400)
+    h.json("GET", pods("pages") + "?resourceVersionMatch=Exact", expect=400)
+    h.json("GET", pods("pages") + "?resourceVersion=0&resourceVersionMatch=Exact", expect=400)
+    h.json("GET", pods("pages") + "?limit=x", expect=400)
+    for i in range(60):  # --history 50: the first page's snapshot falls out of the history
+        h.json("PATCH", pods("pages", "p00"), {"metadata": {"labels": {"n": str(i)}}}, "application/merge-patch+json")
+    _, body = h.json("GET", pods("pages") + f"?limit=10&continue={cont}", expect=410)
+    assert body["reason"] == "Expired" and "continue parameter is too old" in body["message"]
+    h.json("GET", pods("pages") + f"?resourceVersion={rv}&resourceVersionMatch=Exact", expect=410)
+    h.json("DELETE", "/api/v1/namespaces/pages", expect=200)

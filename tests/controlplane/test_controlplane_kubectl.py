@@ -280,3 +280,11 @@ def test_verbs_on_namespaces_endpoints_endpointslices(cp: ControlPlane, ns: str)
     assert 'endpointslice.discovery.k8s.io "e-1" deleted' in out
     r = cp.kubectl("delete", "ep", "e", "-n", ns)
     assert r.returncode == 1 and 'endpoints "e" not found' in r.stderr
+
+
+def test_chunked_get(cp: ControlPlane, ns: str) -> None:
+    apply(cp, *(pod(f"c{i}", ns) for i in range(7)))
+    out = cp.kubectl("get", "pods", "-n", ns, "--chunk-size=3", "-o", "name", check=True).stdout.split()
+    assert out == [f"pod/c{i}" for i in range(7)]
+    table = cp.kubectl("get", "pods", "-n", ns, "--chunk-size=2", check=True).stdout.splitlines()
+    assert len(table) == 8 and table[0].split()[:2] == ["NAME", "READY"]

@@ -185,3 +185,18 @@ def test_watch_too_old_is_410(api: k8s.ApiClient, ns: str) -> None:
                                     _preload_content=False)
     # history keeps everything in this short-lived server, so RV 1 is still resumable: no error
     assert b'"ERROR"' not in resp.read()
+
+
+def test_paged_list(api: k8s.ApiClient, ns: str) -> None:
+    core = k8s.CoreV1Api(api)
+    for i in range(5):
+        core.create_namespaced_pod(ns, v1pod(f"pg{i}"))
+    names: list[str] = []
+    token = None
+    while True:
+        page = core.list_namespaced_pod(ns, limit=2, _continue=token)
+        names += [p.metadata.name for p in page.items]
+        token = page.metadata._continue
+        if not token:
+            break
+    assert names == [f"pg{i}" for i in range(5)]

@@ -362,3 +362,39 @@ async def test_failed_group_commit_is_fail_stop(tmp_path: Path) -> None:
         await s.stop_writer()
     assert s.db.execute("SELECT count(*) FROM objects").fetchone()[0] == 1
     s.close()
+
+
+def test_snapshot_rewinds_and_paginate() -> None:
+    from controlplane.state import paginate, snapshot
+
+    idx, h = ObjectIndex(), History()
+    rv = 0
+
+    def apply(type_: str, name: str, **labels: str) -> None:
+        nonlocal rv
+        rv += 1
+        k = Key(PODS, "default", name)
+        prev = idx.get(k)
+        obj = pod(name, **labels)
+        obj["metadata"]["resourceVersion"] = str(rv)
+        h.append(Event(rv, k, type_, obj, prev.obj if prev else None))
+        if type_ == DELETED:
+            idx.remove(k)
+        else:
+            idx.put(k, Entry(obj, "", rv))
+
+    apply(ADDED, "a", v="1")
+    apply(ADDED, "b", v="1")
+    apply(MODIFIED, "a", v="2")
+    apply(DELETED, "b")
+    apply(ADDED, "c")
+    names = lambda es: [(e.obj["metadata"]["name"], e.obj["metadata"]["labels"]) for e in es]  # noqa: E731
+    assert names(snapshot(idx, h, PODS, None, 2, rv)) == [("a", {"v": "1"}), ("b", {"v": "1"})]
+    assert names(snapshot(idx, h, PODS, None, 5, rv)) == [("a", {"v": "2"}), ("c", {})]
+    assert snapshot(idx, h, PODS, "other", 2, rv) == []
+    entries = snapshot(idx, h, PODS, None, 2, rv)
+    assert snapshot(idx, h, PODS, None, 3, rv)[0].rv == 3
+    page, after, remaining = paginate(entries, None, 1)
+    assert names(page) == [("a", {"v": "1"})] and after == ("default", "a") and remaining == 1
+    page, after, remaining = paginate(entries, after, 1)
+    assert names(page) == [("b", {"v": "1"})] and after is None and remaining == 0
