@@ -359,6 +359,7 @@ def test_fuzz_malformed_packets(env: Env) -> None:
     packets.append(good[:2] + b"\x80\x00" + good[4:])  # a response (QR set): dropped
     packets.append(good[:4] + b"\xff\xff" + good[6:])  # qdcount 65535
     packets += [rng.randbytes(rng.randrange(1, 600)) for _ in range(300)]
+    packets += [good + rng.randbytes(5000), good[:2] + b"\x01\x00" + rng.randbytes(60000)]  # over a batch slot
     for _ in range(200):
         b = bytearray(good)
         for _ in range(rng.randrange(1, 4)):
@@ -375,7 +376,7 @@ def test_fuzz_malformed_packets(env: Env) -> None:
     assert formerr is not None and formerr[3] & 0xF == RCODE.FORMERR and formerr[:2] == good[:2]
     assert _udp_exchange(env.dns.port, good[:2] + b"\x80\x00" + good[4:]) is None
     assert env.dns.proc.poll() is None
-    reply = _udp_exchange(env.dns.port, good, timeout=3)
+    reply = _udp_exchange(env.dns.port, DNSRecord.question("dns-version.cluster.local", "TXT").pack(), timeout=3)
     assert reply is not None and DNSRecord.parse(reply).header.rcode == RCODE.NOERROR
     _, metrics = env.dns.get("/metrics")
     assert int(re.search(r"podnet_dns_malformed_total (\d+)", metrics).group(1)) > 100  # type: ignore[union-attr]
