@@ -8,6 +8,7 @@ vlan, dns passthrough. podnet adds `daemonSocket` (where `podnet cni daemon` lis
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -41,6 +42,19 @@ class BridgeConf:
     def layer2(self) -> bool:
         """No IPAM: the reference's L2-only mode (bridge + veth, no addresses)."""
         return not self.ipam_type
+
+
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+def requested_mac(net: NetConf, cni_args_mac: str) -> str:
+    """The container MAC asked for by runtimeConfig.mac (the "mac" capability) or CNI_ARGS MAC=."""
+    value = net.runtime_config.get("mac") or cni_args_mac
+    if not value:
+        return ""
+    if not isinstance(value, str) or not _MAC.match(value) or int(value[:2], 16) & 1:
+        raise CNIError(INVALID_CONFIG, "invalid MAC address (must be a unicast xx:xx:xx:xx:xx:xx)", repr(value))
+    return value.lower()
 
 
 def _bool(raw: Mapping[str, Any], key: str) -> bool:

@@ -173,13 +173,13 @@ def index_in(path: str, name: str) -> int | None:
 
 
 def create_veth(node: IPRoute, netns_fd: int, ifname: str, bridge: Bridge,
-                mtu: int, hairpin: bool, vlan: int) -> tuple[Interface, Interface, int]:
+                mtu: int, hairpin: bool, vlan: int, mac: str = "") -> tuple[Interface, Interface, int]:
     """veth<8 hex> on the node (enslaved, up) peered with `ifname` in the pod netns.
 
     Both MACs are chosen here, so nothing has to be read back. Returns (host, container
     without sandbox, host index).
     """
-    host_mac, pod_mac = random_mac(), random_mac()
+    host_mac, pod_mac = random_mac(), mac or random_mac()
     for _ in range(8):
         host = "veth" + secrets.token_hex(4)
         peer: dict[str, Any] = {"ifname": ifname, "net_ns_fd": netns_fd, "address": pod_mac}

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from pyroute2 import IPRoute
 
 from cni import iptables, masq, netlink
-from cni.bridge import BridgeConf, build_result, merge_prev, parse_bridge_conf, plan_addresses
+from cni.bridge import BridgeConf, build_result, merge_prev, parse_bridge_conf, plan_addresses, requested_mac
 from cni.delegate import delegate, ipam_add
 from cni.errors import CNIError, INVALID_CONFIG, INVALID_NETNS, NOT_AVAILABLE, UNKNOWN_CONTAINER
 from cni.runner import execute
@@ -57,10 +57,12 @@ def add(req: Request, conf: BridgeConf, env: Mapping[str, str]) -> dict[str, Any
 
 def _add(req: Request, conf: BridgeConf, env: Mapping[str, str], node: IPRoute, pod: IPRoute,
          netns_fd: int) -> dict[str, Any]:
+    mac = requested_mac(conf.net, req.arg("MAC"))
     # (CNI_IFNAME already in the netns: the veth creation fails with INTERFACE_EXISTS)
     with netlink.BRIDGE_LOCK:
         bridge = netlink.ensure_bridge(node, conf.bridge, conf.mtu, conf.promisc_mode, conf.vlan)
-    host, peer, _ = netlink.create_veth(node, netns_fd, req.ifname, bridge, conf.mtu, conf.hairpin_mode, conf.vlan)
+    host, peer, _ = netlink.create_veth(node, netns_fd, req.ifname, bridge, conf.mtu, conf.hairpin_mode, conf.vlan,
+                                        mac)
     try:
         ipam_result = Result() if conf.layer2 else ipam_add(req, conf.net, env)
         masq_job: iptables.Job | None = None

@@ -132,3 +132,28 @@ def test_shim_wire_format_roundtrip() -> None:
     assert socket_path({}, b"{}") == "/run/podnet/cni.sock"
     with pytest.raises(ValueError):
         decode_request(b"GET / HTTP/1.0\n\n")
+
+
+def test_requested_mac() -> None:
+    from cni.bridge import requested_mac
+
+    c = bconf(runtimeConfig={"mac": "0A:58:0A:F4:07:05"})
+    assert requested_mac(c.net, "") == "0a:58:0a:f4:07:05"
+    assert requested_mac(bconf().net, "0a:58:0a:f4:07:06") == "0a:58:0a:f4:07:06"
+    assert requested_mac(bconf().net, "") == ""
+    for bad in ("01:00:5e:00:00:01", "zz:58:0a:f4:07:05", "0a58.0af4.0705"):
+        with pytest.raises(CNIError):
+            requested_mac(bconf().net, bad)
+
+
+def test_merge_prev_result_for_chained_use() -> None:
+    from cni.bridge import merge_prev
+    from cni.spec import Interface, parse_result
+
+    prev = parse_result({"cniVersion": "1.0.0", "interfaces": [{"name": "lo0"}],
+                         "ips": [{"address": "10.9.0.2/24", "interface": 0}]})
+    mine = Result(interfaces=(Interface("cni0"), Interface("vethx"), Interface("eth0", sandbox="/n")),
+                  ips=(IPConfig(ipaddress.ip_interface("10.1.0.5/24"), None, 2),))
+    merged = merge_prev(prev, mine)
+    assert [i.name for i in merged.interfaces] == ["lo0", "cni0", "vethx", "eth0"]
+    assert [i.interface for i in merged.ips] == [0, 3]

@@ -296,6 +296,18 @@ def test_bridge_options(cnidaemon: Any) -> None:
     assert node.call("DEL", l2, "l2", None).ok
 
 
+def test_requested_ip_and_mac(cnidaemon: Any) -> None:
+    node = cnidaemon
+    pod = node.pod()
+    conf = {**node.conf(), "runtimeConfig": {"mac": "0a:58:0a:f4:07:32"}}
+    reply = node.call("ADD", conf, "want", pod, extra_env={"CNI_ARGS": "IgnoreUnknown=1;IP=10.244.7.50"})
+    assert reply.ok, reply
+    assert reply.out["ips"][0]["address"] == "10.244.7.50/24"
+    assert reply.out["interfaces"][2]["mac"] == "0a:58:0a:f4:07:32"
+    assert "link/ether 0a:58:0a:f4:07:32" in node.sh("ip", "link", "show", "eth0", ns=pod)
+    assert node.call("DEL", conf, "want", pod).ok
+
+
 def test_legacy_version_result(cnidaemon: Any) -> None:
     node = cnidaemon
     reply = node.call("ADD", node.conf(cniVersion="0.3.1"), "old", node.pod())
