@@ -415,3 +415,28 @@ def test_workers_share_the_port(env: Env, tmp_path: Path) -> None:
     for pid in children:
         wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
                  what=f"worker {pid} gone")
+
+
+def test_pods_verified_follows_pod_ips(env: Env, tmp_path: Path) -> None:
+    """--pods verified: a-b-c-d.<ns>.pod answers only while a live pod of that namespace has the IP."""
+    namespace(env, "live4")
+    env.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1", "namespace": "live4"},
+               "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    env.cp.kubectl("patch", "pod", "p1", "-n", "live4", "--subresource=status", "--type=merge", "-p",
+                   json.dumps({"status": {"phase": "Running", "podIP": "10.88.0.5", "podIPs": [{"ip": "10.88.0.5"}]}}),
+                   check=True)
+    dns = start_dns(tmp_path, ["--kubeconfig", str(env.cp.kubeconfig)], "none", "--pods", "verified")
+    try:
+        wait_for(lambda: dns.get("/ready")[0] == 200, what="dns ready")
+
+        def ask(name: str) -> str:
+            return subprocess.run(["dig", "@127.0.0.1", "-p", str(dns.port), "+time=2", "+tries=1", name],
+                                  capture_output=True, text=True, timeout=20).stdout
+
+        wait_for(lambda: "10.88.0.5" in ask("10-88-0-5.live4.pod.cluster.local"), what="pod record")
+        assert status(ask("10-88-0-6.live4.pod.cluster.local")) == "NXDOMAIN"
+        assert status(ask("10-88-0-5.default.pod.cluster.local")) == "NXDOMAIN"
+        env.cp.kubectl("delete", "pod", "p1", "-n", "live4", "--grace-period=0", "--force", check=True)
+        wait_for(lambda: status(ask("10-88-0-5.live4.pod.cluster.local")) == "NXDOMAIN", what="pod record gone")
+    finally:
+        dns.stop()
