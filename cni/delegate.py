@@ -58,6 +58,30 @@ def delegate(command: str, req: Request, conf: NetConf, env: Mapping[str, str],
     return out if isinstance(out, dict) else None
 
 
+def supports(req: Request, conf: NetConf, env: Mapping[str, str], version: str) -> bool:
+    """Does the IPAM plugin list `version` in its VERSION answer? (podnet-ipam: yes.)"""
+    plugin = str(conf.ipam.get("type") or "")
+    if plugin in IN_PROCESS_TYPES:
+        return True
+    binary = find_in_path(plugin, req.path)
+    child_env = {**env, "CNI_COMMAND": "VERSION"}
+    proc = subprocess.run([binary], input=json.dumps({"cniVersion": conf.cni_version}).encode(), env=child_env,
+                          capture_output=True)
+    try:
+        return version in json.loads(proc.stdout).get("supportedVersions", [])
+    except (ValueError, AttributeError):
+        return False
+
+
+def delegate_1_1(command: str, req: Request, conf: NetConf, env: Mapping[str, str]) -> None:
+    """GC / STATUS go to IPAM only if it speaks 1.1.0 (as libcni does for the plugins it runs)."""
+    if supports(req, conf, env, "1.1.0"):
+        delegate(command, req, conf, env)
+    else:
+        sys.stderr.write(f"podnet-bridge: IPAM {conf.ipam.get('type')!r} does not support CNI 1.1.0, "
+                         f"not forwarding {command}\n")
+
+
 def ipam_add(req: Request, conf: NetConf, env: Mapping[str, str]) -> Result:
     out = delegate("ADD", req, conf, env)
     if not out:

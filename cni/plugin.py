@@ -15,7 +15,7 @@ from pyroute2 import IPRoute
 
 from cni import iptables, masq, netlink
 from cni.bridge import BridgeConf, build_result, merge_prev, parse_bridge_conf, plan_addresses, requested_mac
-from cni.delegate import delegate, ipam_add
+from cni.delegate import delegate, delegate_1_1, ipam_add
 from cni.errors import CNIError, INVALID_CONFIG, INVALID_NETNS, NOT_AVAILABLE, UNKNOWN_CONTAINER
 from cni.runner import execute
 from cni.spec import Interface, NetConf, Request, Result, parse_result, render_result, valid_attachments
@@ -255,7 +255,7 @@ def gc(req: Request, conf: BridgeConf, env: Mapping[str, str]) -> None:
             except CNIError as exc:
                 errors.append(str(exc))
     if not conf.layer2:
-        delegate("GC", req, conf.net, env)
+        delegate_1_1("GC", req, conf.net, env)
     if errors:
         raise CNIError(5, "GC could not remove some masquerade rules", "; ".join(errors))
 
@@ -268,7 +268,7 @@ def status(req: Request, conf: BridgeConf, env: Mapping[str, str]) -> None:
             except CNIError:
                 raise CNIError(NOT_AVAILABLE, f"{tool} is not installed") from None
     if not conf.layer2:
-        delegate("STATUS", req, conf.net, env)
+        delegate_1_1("STATUS", req, conf.net, env)
 
 
 def run(env: Mapping[str, str], stdin: bytes) -> tuple[int, str]:

@@ -423,6 +423,10 @@ def test_podnet_bridge_with_reference_host_local(cnidaemon: Any) -> None:
     again = node.call("ADD", conf, "hl0", pods[0])
     assert again.code == 1 and "duplicate allocation is not allowed" in again.out["msg"]
     assert "eth0" not in node.links(pods[0])
+    # host-local 1.1.1 predates CNI 1.1: GC cleans the masquerade chains and does not forward
+    gc = node.call("GC", {**conf, "cniVersion": "1.1.0", "cni.dev/valid-attachments": []})
+    assert gc.ok and "does not support CNI 1.1.0" in gc.stderr, gc
+    assert "CNI-" not in node.nat_rules() and len(node.allocated()) == 2
     for i, p in enumerate(pods):
         assert node.call("DEL", conf, f"hl{i}", p).ok
     assert node.allocated() == [] and "CNI-" not in node.nat_rules()
