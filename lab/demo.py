@@ -150,6 +150,7 @@ class Demo:
         heading("7. Network programming latency: create a Service -> first successful connection through its "
                 "ClusterIP from the other node")
         samples = []
+        time.sleep(2.0)  # start from a quiet proxy (the pod deletion above just synced)
         for i in range(rounds):
             name = f"latency-{i}"
             t0 = time.monotonic()
@@ -166,14 +167,39 @@ class Demo:
         print(f"  {rounds} Services: p50 {statistics.median(ms):.0f} ms, max {ms[-1]:.0f} ms "
               f"(includes kubectl apply + get, ~{_kubectl_cost(self)*1000:.0f} ms of it; changes closer than the "
               "proxy's 1s min-sync-period wait for it)")
+        self.endpoint_change()
         metric = self.run_in("node-2", "curl -s -m 2 http://127.0.0.1:10249/metrics")
-        buckets = [line for line in metric.splitlines()
-                   if line.startswith("kubeproxy_network_programming_duration_seconds_")
-                   and ("_sum" in line or "_count" in line)]
-        if buckets:
-            print("  node-2 kube-proxy metrics (endpoint change -> rules in place, from the EndpointSlice trigger time):")
-            for line in buckets:
-                print(f"    {line}")
+        values = {}
+        for line in metric.splitlines():
+            for suffix in ("_sum", "_count"):
+                if line.startswith(f"kubeproxy_network_programming_duration_seconds{suffix} "):
+                    values[suffix] = float(line.split()[-1])
+        if values.get("_count"):
+            print(f"  node-2 kube-proxy network_programming_duration_seconds (EndpointSlice trigger time -> rules "
+                  f"synced): {int(values['_count'])} changes, mean {values['_sum'] / values['_count'] * 1000:.0f} ms")
+
+    def endpoint_change(self) -> None:
+        """Scale up by one pod: its Ready -> its endpoint's DNAT rule present on both nodes."""
+        self.kubectl("apply", "-f", "-", input=json.dumps(echo_pod("echo-4", "node-2")))
+        ip = ""
+        while True:
+            p = self.get("pod", "echo-4")
+            if _ready(p):
+                ip = p["status"]["podIP"]
+                t_ready = time.monotonic()
+                break
+            time.sleep(0.02)
+        seen: dict[str, float] = {}
+        argv = {n.name: ["ip", "netns", "exec", n.netns, "iptables-save", "-t", "nat"] for n in self.lab.t.nodes}
+        deadline = time.monotonic() + 10
+        while len(seen) < len(argv) and time.monotonic() < deadline:
+            for node, cmd in argv.items():
+                if node not in seen and f"--to-destination {ip}:" in subprocess.run(
+                        cmd, capture_output=True, text=True).stdout:
+                    seen[node] = time.monotonic() - t_ready
+            time.sleep(0.01)
+        where = ", ".join(f"{n} {d * 1000:.0f} ms" for n, d in sorted(seen.items()))
+        print(f"  endpoint change: pod echo-4 Ready (seen by kubectl) -> its DNAT rule in place: {where}")
 
 
 def _kubectl_cost(demo: Demo) -> float:
@@ -208,6 +234,10 @@ def main(argv: list[str]) -> int:
         print("podnet demo: needs root (it builds network namespaces)", file=sys.stderr)
         return 1
     lab = Lab(args.name, 2, log=lambda m: print(f"  {m}", flush=True))
+    if lab.is_up():
+        print(f"podnet demo: a lab named {args.name!r} is running; `podnet lab down --name {args.name}` or use "
+              "--name", file=sys.stderr)
+        return 1
     ok = False
     try:
         heading(f"1. Build a 2-node lab '{args.name}' in network namespaces (control plane, agents, proxies, DNS)")
