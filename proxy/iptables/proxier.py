@@ -24,7 +24,7 @@ from proxy.errors import ProxyError
 from proxy.health import ProxierHealth
 from proxy.iptables import backend
 from proxy.iptables.names import is_service_chain
-from proxy.iptables.render import ProxyState, Rendered, RenderOptions, render
+from proxy.iptables.render import ProxyState, RenderMemo, Rendered, RenderOptions, render
 from proxy.metrics import ProxyMetrics
 
 log = logging.getLogger("podnet.proxy")
@@ -68,7 +68,7 @@ class Proxier:
         # not re-rendered (upstream rewrites KUBE-SERVICES every sync; at 10k Services that alone
         # costs ~1 s per restore). Full syncs (start, failures, flushes, every sync-period) rewrite all.
         self.incremental = incremental
-        self.fragments: Mapping[Any, Any] | None = None
+        self.memo: RenderMemo | None = None
         self.last_full_sync = 0.0
         self.last_result: SyncResult | None = None
         self.syncs = 0
@@ -176,7 +176,7 @@ class Proxier:
             gc_was_enabled = gc.isenabled()
             gc.disable()  # rendering allocates ~1M short-lived strings at 10k Services: GC passes double it
             try:
-                previous = self.fragments if (self.incremental and not full) else None
+                previous = self.memo if (self.incremental and not full) else None
                 rendered = render(ProxyState(self.svc_map, self.endpoints_map, self.options, changed, existing,
                                              previous))
             finally:
@@ -188,14 +188,14 @@ class Proxier:
             if not full:
                 self.metrics.partial_restore_failures.inc()
             self.need_full_sync = True  # the changes were consumed: only a full sync is correct now
-            self.fragments = None
+            self.memo = None
             log.error("sync failed (%s sync): %s", "full" if full else "partial", exc)
             result = SyncResult(False, full, time.monotonic() - start, error=str(exc))
             self._observe(result)
             return result
         self.need_full_sync = False
         self.known_nat_chains = rendered.active_nat_chains
-        self.fragments = rendered.fragments
+        self.memo = rendered.memo
         if full:
             self.last_full_sync = time.monotonic()
         now = _now()

@@ -46,7 +46,7 @@ class ProxyState:
     existing_nat_chains: frozenset[str] = frozenset()  # chains now in the kernel, for stale deletion
     # fragments of the last applied render: with `changed`, top-level chains get a rule delta
     # (-D / -I) instead of a rewrite, and unchanged services are not re-rendered (incremental mode)
-    previous: Mapping[ServicePortName, "Fragment"] | None = None
+    previous: "RenderMemo | None" = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Rendered:
     large_cluster: bool
     no_local_endpoints_internal: int
     no_local_endpoints_external: int
-    fragments: Mapping[ServicePortName, "Fragment"] = field(default_factory=dict)
+    memo: "RenderMemo | None" = None
 
 
 FILTER_SERVICES = ("filter", n.KUBE_SERVICES)
@@ -75,7 +75,7 @@ class Fragment:
     """What one service port contributes: rules in the shared top-level chains (`tops`) and the
     nat chains it owns (`own`: SVC/SVL/EXT/FW/SEP)."""
 
-    __slots__ = ("tops", "own", "active", "no_local_internal", "no_local_external")
+    __slots__ = ("tops", "own", "active", "no_local_internal", "no_local_external", "endpoints", "counts")
 
     def __init__(self) -> None:
         self.tops: dict[tuple[str, str], list[str]] = {}
@@ -83,6 +83,14 @@ class Fragment:
         self.active: list[str] = []
         self.no_local_internal = 0
         self.no_local_external = 0
+        self.endpoints = 0
+        self.counts = (0, 0, 0)  # filter top rules, nat top rules, own rules (set when complete)
+
+    def seal(self) -> "Fragment":
+        self.counts = (sum(len(v) for (t, _c), v in self.tops.items() if t == "filter"),
+                       sum(len(v) for (t, _c), v in self.tops.items() if t == "nat"),
+                       sum(len(v) for v in self.own.values()))
+        return self
 
     def top(self, key: tuple[str, str]) -> list[str]:
         lines = self.tops.get(key)
@@ -97,11 +105,36 @@ class Fragment:
         return lines
 
     def own_lines(self) -> int:
-        return sum(len(v) for v in self.own.values())
+        return self.counts[2]
 
 
-def _top_level_delta(previous: Mapping[ServicePortName, Fragment], frags: Mapping[ServicePortName, Fragment],
-                     changed: frozenset[ObjectRef]) -> dict[str, list[str]]:
+@dataclass
+class RenderMemo:
+    """The last applied render, kept by the shell for incremental partial syncs."""
+
+    fragments: dict[ServicePortName, Fragment]
+    by_service: dict[ObjectRef, list[ServicePortName]]
+    total_endpoints: int
+    totals: tuple[int, int, int, int, int]  # filter tops, nat tops, own, no-local internal, external
+    active: frozenset[str]
+
+
+def _memo(frags: dict[ServicePortName, Fragment], active: frozenset[str]) -> RenderMemo:
+    by_service: dict[ObjectRef, list[ServicePortName]] = {}
+    totals = [0, 0, 0, 0, 0]
+    eps = 0
+    for spn, f in frags.items():
+        by_service.setdefault(spn.ref, []).append(spn)
+        totals[0] += f.counts[0]
+        totals[1] += f.counts[1]
+        totals[2] += f.counts[2]
+        totals[3] += f.no_local_internal
+        totals[4] += f.no_local_external
+        eps += f.endpoints
+    return RenderMemo(frags, by_service, eps, (totals[0], totals[1], totals[2], totals[3], totals[4]), active)
+
+
+def _top_level_delta(old_frags: Sequence[Fragment], new_frags: Sequence[Fragment]) -> dict[str, list[str]]:
     """-D / -I / -A lines turning the top-level chains of `previous` into those of `frags`.
 
     Only service ports of changed Services can differ. New nat KUBE-SERVICES rules are inserted
@@ -110,11 +143,10 @@ def _top_level_delta(previous: Mapping[ServicePortName, Fragment], frags: Mappin
     """
     old: dict[tuple[str, str], list[str]] = {}
     new: dict[tuple[str, str], list[str]] = {}
-    for src, dst in ((previous, old), (frags, new)):
-        for spn, frag in src.items():
-            if spn.ref in changed:
-                for key, lines in frag.tops.items():
-                    dst.setdefault(key, []).extend(lines)
+    for src, dst in ((old_frags, old), (new_frags, new)):
+        for frag in src:
+            for key, lines in frag.tops.items():
+                dst.setdefault(key, []).extend(lines)
     out: dict[str, list[str]] = {"filter": [], "nat": []}
     for key in sorted(set(old) | set(new)):
         table, chain = key
@@ -164,6 +196,10 @@ class _Table:
         out.append("COMMIT")
 
 
+def _ports_of(services: Mapping[ServicePortName, ServicePortInfo], ref: ObjectRef) -> list[ServicePortName]:
+    return [spn for spn in services if spn.ref == ref]
+
+
 def _spn_key(spn: ServicePortName) -> tuple[str, str, str, str]:
     return (spn.namespace, spn.name, spn.port, spn.protocol.value)
 
@@ -191,8 +227,7 @@ class _Renderer:
         self.filter = _Table()
         self.nat = _Table()
         self.active: set[str] = set()
-        total = sum(len(state.endpoints.get(spn, ())) for spn in state.services)
-        self.large = total > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
+        self.large = False
         self.no_local_internal = 0
         self.no_local_external = 0
         cidr = self.o.cluster_cidr
@@ -200,53 +235,84 @@ class _Renderer:
         self.if_not_local = f"! -s {cidr}" if cidr is not None else ""
 
     def run(self) -> Rendered:
+        if self.s.changed is not None and self.s.previous is not None:
+            return self._run_delta(self.s.previous, self.s.changed)
         services, endpoints, changed = self.s.services, self.s.endpoints, self.s.changed
-        previous = self.s.previous if changed is not None else None
+        total = sum(len(v) for k, v in endpoints.items() if k in services)
+        self.large = total > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
         frags: dict[ServicePortName, Fragment] = {}
         skipped = 0
         for spn in sorted(services, key=_spn_key):
-            fresh = changed is None or spn.ref in changed
-            frag = None if fresh or previous is None else previous.get(spn)
-            if frag is None:
-                frag = self._service(services[spn], endpoints.get(spn, ()))
-            frags[spn] = frag
+            frag = frags[spn] = self._service(services[spn], endpoints.get(spn, ()))
             self.active.update(frag.active)
             self.no_local_internal += frag.no_local_internal
             self.no_local_external += frag.no_local_external
-            if fresh:
+            if changed is None or spn.ref in changed:
                 for chain, lines in frag.own.items():
                     self.nat.chain(chain).extend(lines)
-            else:
+            else:  # partial sync (non-incremental): unchanged services' chains stay as they are
                 skipped += frag.own_lines()
         deleted = tuple(sorted(c for c in self.s.existing_nat_chains - self.active if n.is_service_chain(c)))
-        tops_filter = sum(len(v) for f in frags.values() for (t, _c), v in f.tops.items() if t == "filter")
-        tops_nat = sum(len(v) for f in frags.values() for (t, _c), v in f.tops.items() if t == "nat")
-        delta: dict[str, list[str]] = {}
-        if previous is None:
-            self._top_level()
-            for frag in frags.values():
-                for (table, chain), lines in frag.tops.items():
-                    (self.filter if table == "filter" else self.nat).chain(chain).extend(lines)
-            self._tail()
-            filter_rules, nat_rules = self.filter.lines(), self.nat.lines() + skipped
-        else:
-            delta = _top_level_delta(previous, frags, changed or frozenset())
-            own = self.nat
-            self.filter, self.nat = _Table(), _Table()  # static chains only counted, not rewritten
-            self._top_level()
-            self._tail()
-            filter_rules = self.filter.lines() + tops_filter
-            nat_rules = self.nat.lines() + tops_nat + skipped + own.lines()
-            self.filter, self.nat = _Table(), own
+        self._top_level()
+        for frag in frags.values():
+            for (table, chain), lines in frag.tops.items():
+                (self.filter if table == "filter" else self.nat).chain(chain).extend(lines)
+        self._tail()
         out: list[str] = []
-        self.filter.emit(out, "*filter", extra=delta.get("filter", ()))
-        self.nat.emit(out, "*nat", deleted, extra=delta.get("nat", ()))
+        self.filter.emit(out, "*filter")
+        self.nat.emit(out, "*nat", deleted)
+        active = frozenset(self.active)
         return Rendered(
-            text="\n".join(out) + "\n", active_nat_chains=frozenset(self.active), deleted_nat_chains=deleted,
-            filter_rules=filter_rules, nat_rules=nat_rules,
-            nat_rules_written=self.nat.lines() + len(delta.get("nat", ())), large_cluster=self.large,
+            text="\n".join(out) + "\n", active_nat_chains=active, deleted_nat_chains=deleted,
+            filter_rules=self.filter.lines(), nat_rules=self.nat.lines() + skipped,
+            nat_rules_written=self.nat.lines(), large_cluster=self.large,
             no_local_endpoints_internal=self.no_local_internal, no_local_endpoints_external=self.no_local_external,
-            fragments=frags)
+            memo=_memo(frags, active))
+
+    def _run_delta(self, memo: RenderMemo, changed: frozenset[ObjectRef]) -> Rendered:
+        """Incremental partial sync: O(changed Services) work, top-level chains patched by -D/-I."""
+        services, endpoints = self.s.services, self.s.endpoints
+        frags = dict(memo.fragments)
+        by_service = {k: list(v) for k, v in memo.by_service.items()}
+        old = [frags.pop(spn) for ref in changed for spn in by_service.pop(ref, [])]
+        new_spns = sorted((spn for spn in services if spn.ref in changed), key=_spn_key) \
+            if len(changed) * 20 > len(services) else \
+            sorted((spn for ref in changed for spn in _ports_of(services, ref)), key=_spn_key)
+        total = memo.total_endpoints - sum(f.endpoints for f in old) + \
+            sum(len(endpoints.get(spn, ())) for spn in new_spns)
+        self.large = total > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
+        new = []
+        for spn in new_spns:
+            frag = frags[spn] = self._service(services[spn], endpoints.get(spn, ()))
+            by_service.setdefault(spn.ref, []).append(spn)
+            new.append(frag)
+            for chain, lines in frag.own.items():
+                self.nat.chain(chain).extend(lines)
+        gone = {c for f in old for c in f.active}
+        added = {c for f in new for c in f.active}
+        active = (memo.active - gone) | added
+        deleted = tuple(sorted(c for c in self.s.existing_nat_chains - active if n.is_service_chain(c)))
+        delta = _top_level_delta(old, new)
+        own = self.nat
+        self.filter, self.nat = _Table(), _Table()  # static chains: counted, not rewritten
+        self._top_level()
+        self._tail()
+        static_filter, static_nat = self.filter.lines(), self.nat.lines()
+        self.filter, self.nat = _Table(), own
+        out: list[str] = []
+        self.filter.emit(out, "*filter", extra=delta["filter"])
+        self.nat.emit(out, "*nat", deleted, extra=delta["nat"])
+        t = memo.totals
+        d = [sum(f.counts[i] for f in new) - sum(f.counts[i] for f in old) for i in range(3)]
+        nli = t[3] + sum(f.no_local_internal for f in new) - sum(f.no_local_internal for f in old)
+        nle = t[4] + sum(f.no_local_external for f in new) - sum(f.no_local_external for f in old)
+        new_memo = RenderMemo(frags, by_service, total,
+                              (t[0] + d[0], t[1] + d[1], t[2] + d[2], nli, nle), frozenset(active))
+        return Rendered(
+            text="\n".join(out) + "\n", active_nat_chains=new_memo.active, deleted_nat_chains=deleted,
+            filter_rules=static_filter + new_memo.totals[0], nat_rules=static_nat + new_memo.totals[1] +
+            new_memo.totals[2], nat_rules_written=self.nat.lines() + len(delta["nat"]), large_cluster=self.large,
+            no_local_endpoints_internal=nli, no_local_endpoints_external=nle, memo=new_memo)
 
     def _top_level(self) -> None:
         for c in (n.KUBE_SERVICES, n.KUBE_EXTERNAL_SERVICES, n.KUBE_FORWARD, n.KUBE_NODEPORTS, n.KUBE_PROXY_FIREWALL):
@@ -418,7 +484,8 @@ class _Renderer:
             rules.append(f"{head} -s {ep.ip_text} -j {n.KUBE_MARK_MASQ}")
             affinity = f" -m recent --name {sep} --set" if svc.session_affinity_timeout else ""
             rules.append(f"{head}{affinity} {match} -j DNAT --to-destination {ep_str}")
-        return frag
+        frag.endpoints = len(endpoints)
+        return frag.seal()
 
     def _service_to_endpoints(self, nat: Fragment, name: str, proto: str, svc: ServicePortInfo, chain: str,
                               endpoints: Sequence[EndpointInfo]) -> None:

@@ -165,6 +165,8 @@ def test_partial_sync_leaves_untouched_services_flows_alone(topo: t.Topo, tmp_pa
             assert not any("-A KUBE-SEP" in ln and "default/keep:p" in ln for ln in r.rendered.text.splitlines())
         after = _counters(topo.iptables_save(), "KUBE-SEP-", "default/keep:p")
         assert before == after and before  # keep's chains were not rewritten (counters not reset)
+        import time
+        time.sleep(0.4)  # let the held connection exchange a few more pings after the syncs
         flag.write_text("x")
         out = json.loads(hold.stdout.read())
         assert not out["errors"] and len(out["answers"]) > 3 and set(names(out["answers"])) == {"b0"}, out

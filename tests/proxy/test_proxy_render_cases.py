@@ -205,7 +205,7 @@ def test_headless_and_external_name_are_skipped() -> None:
 def _incremental(svcs_before, eps_before, svcs_after, eps_after, changed):  # type: ignore[no-untyped-def]
     before = render(state(svcs_before, eps_before))
     after_state = replace(state(svcs_after, eps_after), changed=frozenset(changed),
-                          existing_nat_chains=before.active_nat_chains, previous=before.fragments)
+                          existing_nat_chains=before.active_nat_chains, previous=before.memo)
     return before, render(after_state), render(state(svcs_after, eps_after))
 
 
