@@ -527,3 +527,46 @@ def test_list_pagination_is_one_snapshot(h: HTTP) -> None:
     assert body["reason"] == "Expired" and "continue parameter is too old" in body["message"]
     h.json("GET", pods("pages") + f"?resourceVersion={rv}&resourceVersionMatch=Exact", expect=410)
     h.json("DELETE", "/api/v1/namespaces/pages", expect=200)
+
+
+async def test_kill9_during_concurrent_writes_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    import aiohttp
+
+    data, port = tmp_path / "cp", free_port_number()
+    server = start_controlplane(data, port, "--controllers", "")
+    acked: set[str] = set()
+    try:
+        async with aiohttp.ClientSession() as s:
+            stop = asyncio.Event()
+
+            async def writer(w: int) -> None:
+                i = 0
+                while not stop.is_set():
+                    name = f"w{w}-{i}"
+                    try:
+                        async with s.post(server.url + pods(), json=dict(POD, metadata={"name": name})) as r:
+                            await r.read()
+                            if r.status == 201:
+                                acked.add(name)
+                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                        return
+                    i += 1
+
+            tasks = [asyncio.create_task(writer(w)) for w in range(8)]
+            await asyncio.sleep(1.5)
+            os.kill(server.proc.pid, signal.SIGKILL)  # while writes are in flight
+            stop.set()
+            await asyncio.gather(*tasks)
+            server.proc.wait(10)
+    finally:
+        server.stop()
+    assert len(acked) > 20
+    server = start_controlplane(data, port, "--controllers", "")
+    try:
+        _, lst = HTTP(server).json("GET", pods(), expect=200)
+        stored = {i["metadata"]["name"] for i in lst["items"]}
+        assert acked <= stored, sorted(acked - stored)[:10]
+        assert all(int(i["metadata"]["resourceVersion"]) <= int(lst["metadata"]["resourceVersion"])
+                   for i in lst["items"])
+    finally:
+        server.stop()
