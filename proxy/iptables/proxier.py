@@ -88,9 +88,13 @@ class Proxier:
             self.on_change()
 
     def on_service_update(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> None:
+        try:
+            old_svc, new_svc = (parse_service(old) if old else None), (parse_service(new) if new else None)
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("ignoring unparsable Service %s: %s", _name_of(new or old), exc)
+            return
         with self.lock:
-            pending = self.service_changes.update(parse_service(old) if old else None,
-                                                  parse_service(new) if new else None)
+            pending = self.service_changes.update(old_svc, new_svc)
             self.metrics.service_changes_total.inc()
             self.metrics.service_changes_pending.set(self.service_changes.pending())
         if pending:
@@ -103,7 +107,11 @@ class Proxier:
         self.on_service_update(obj, None)
 
     def on_slice_update(self, obj: Mapping[str, Any], removed: bool = False) -> None:
-        sl = parse_endpoint_slice(obj)
+        try:
+            sl = parse_endpoint_slice(obj)
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("ignoring unparsable EndpointSlice %s: %s", _name_of(obj), exc)
+            return
         if not sl.service_name:
             return
         with self.lock:
@@ -256,6 +264,11 @@ class Proxier:
             log.warning("KUBE-PROXY-CANARY missing: iptables were flushed; forcing a full resync")
             self.force_full_sync()
         return ok
+
+
+def _name_of(obj: Mapping[str, Any] | None) -> str:
+    meta = (obj or {}).get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
 def _nft_chains_of_table(text: str, table: str) -> list[str]:

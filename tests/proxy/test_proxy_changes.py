@@ -206,3 +206,15 @@ def test_parse_duration() -> None:
     assert parse_duration("2") == 2
     with pytest.raises(Exception, match="invalid duration"):
         parse_duration("soon")
+
+
+def test_proxier_ignores_unparsable_objects() -> None:
+    from proxy.iptables.backend import Iptables
+    from proxy.iptables.proxier import Proxier
+    from proxy.iptables.render import RenderOptions
+
+    p = Proxier(NODE, Iptables("nft", netns="unused"), RenderOptions(), conntrack_cleanup=False)
+    p.on_service_add(service("ns", "bad", "172.30.0.1", [{"name": "p", "port": 80, "protocol": "ICMP"}]))
+    p.on_slice_add({"metadata": {"namespace": "ns", "name": "x", "labels": {"kubernetes.io/service-name": "s"}},
+                    "addressType": "IPv4", "ports": [{"port": 1, "protocol": "BOGUS"}]})
+    assert p.service_changes.pending() == 0 and p.endpoint_changes.pending() == 0
