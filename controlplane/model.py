@@ -96,6 +96,7 @@ class Service:
     load_balancer_ips: tuple[IPAddress, ...] = ()  # status.loadBalancer.ingress[].ip
     load_balancer_source_ranges: tuple[str, ...] = ()  # spec.loadBalancerSourceRanges (raw CIDR strings)
     ip_families: tuple[str, ...] = ()  # spec.ipFamilies ("IPv4"/"IPv6", primary first); () when unset
+    traffic_distribution: str = ""  # spec.trafficDistribution ("PreferClose", ...); "" when unset
 
     @property
     def ref(self) -> ObjectRef:
@@ -156,6 +157,7 @@ def parse_service(obj: Mapping[str, Any]) -> Service:
             if ip is not None),
         load_balancer_source_ranges=tuple(str(r).strip() for r in spec.get("loadBalancerSourceRanges") or []),
         ip_families=tuple(str(f) for f in spec.get("ipFamilies") or ()),
+        traffic_distribution=str(spec.get("trafficDistribution") or ""),
     )
 
 
