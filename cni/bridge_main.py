@@ -1,7 +1,7 @@
 """`podnet-bridge` entry point: a thin shim that imports only os, sys and _socket.
 
 (`podnet cni install` puts the native twin, cni/shim.c, in front of it when a C compiler is
-available; that one falls back to running this file.)
+available; that one falls back to running this module.)
 
 (`socket` and `json` pull in enum/re and cost ~11 ms of the startup budget; this stays at
 the interpreter's bare ~9 ms.) It hands the invocation (environment + stdin) to
@@ -125,6 +125,5 @@ def main() -> int:
     return code
 
 
-if __name__ == "__main__":  # run as a file (the native shim's fallback): make `cni` importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__":
     sys.exit(main())

@@ -47,9 +47,10 @@ def compile_shim(target: str, python: str) -> str:
     if not cc:
         return "no C compiler"
     source = REPO / "cni" / "shim.c"
-    fallback = REPO / "cni" / "bridge_main.py"
-    proc = subprocess.run([cc, "-O2", "-Wall", f'-DPYTHON="{python}"', f'-DFALLBACK_SCRIPT="{fallback}"',
-                           "-o", target, str(source)], capture_output=True, text=True)
+    if any(c in f"{python}{REPO}" for c in "\"'\\"):
+        return "paths with quotes or backslashes"
+    proc = subprocess.run([cc, "-O2", "-Wall", f'-DPYTHON="{python}"', f'-DREPO="{REPO}"', "-o", target,
+                           str(source)], capture_output=True, text=True)
     return "" if proc.returncode == 0 else proc.stderr.strip()[-500:]
 
 
@@ -62,12 +63,18 @@ def install(bin_dir: str, conf_dir: str, subnet: str, bridge: str, socket_path: 
     """
     written = []
     os.makedirs(bin_dir, exist_ok=True)
+    native = ""
     for name, module in (("podnet-bridge", "cni.bridge_main"), ("podnet-ipam", "cni.ipam_main")):
         path = os.path.join(bin_dir, name)
         tmp = path + ".tmp"
         why = "not asked"
-        if name == "podnet-bridge" and shim in ("auto", "native"):
-            why = compile_shim(tmp, python)
+        if shim in ("auto", "native"):
+            if native:  # one binary serves both names
+                shutil.copyfile(native, tmp)
+                why = ""
+            else:
+                why = compile_shim(tmp, python)
+                native = "" if why else path
             if why and shim == "native":
                 raise SystemExit(f"podnet cni install: cannot build the native shim: {why}")
         if why:

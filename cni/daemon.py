@@ -19,7 +19,9 @@ from typing import TextIO
 
 from cni.bridge import DEFAULT_SOCKET
 from cni.bridge_main import MAGIC
+from cni import ipam_main
 from cni.plugin import run
+from cni.runner import execute
 
 _UCRED = struct.Struct("3i")
 
@@ -131,7 +133,11 @@ class Daemon:
             buf = io.StringIO()
             self.stderr.local.buf = buf
             try:
-                rc, out = run(env, stdin)
+                if env.get("PODNET_CNI_PLUGIN") == "podnet-ipam":
+                    what = "ipam " + what
+                    rc, out = execute(ipam_main.handle, env, stdin)
+                else:
+                    rc, out = run(env, stdin)
             finally:
                 self.stderr.local.buf = None
             code = str(rc)

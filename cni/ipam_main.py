@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from cni import ipam
-from cni.errors import CNIError, NOT_AVAILABLE
+from cni.errors import CNIError, IO_FAILURE, NOT_AVAILABLE
 from cni.runner import main_with
 from cni.spec import NetConf, Request, parse_result, render_result, valid_attachments
 from cni.store import DiskStore
@@ -19,7 +19,7 @@ def read_resolv_conf(path: str) -> dict[str, Any]:
         with open(path) as f:
             lines = f.read().splitlines()
     except OSError as exc:
-        raise CNIError(5, f"cannot read resolvConf {path}", str(exc)) from None
+        raise CNIError(IO_FAILURE, f"cannot read resolvConf {path}", str(exc)) from None
     for line in lines:
         parts = line.split("#", 1)[0].split()
         if len(parts) < 2:

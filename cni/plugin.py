@@ -16,7 +16,7 @@ from pyroute2 import IPRoute
 from cni import iptables, masq, netlink
 from cni.bridge import BridgeConf, build_result, merge_prev, parse_bridge_conf, plan_addresses, requested_mac
 from cni.delegate import delegate, delegate_1_1, ipam_add
-from cni.errors import CNIError, INVALID_CONFIG, INVALID_NETNS, NOT_AVAILABLE, UNKNOWN_CONTAINER
+from cni.errors import CNIError, INVALID_CONFIG, INVALID_NETNS, IO_FAILURE, NOT_AVAILABLE, UNKNOWN_CONTAINER
 from cni.runner import execute
 from cni.spec import Interface, NetConf, Request, Result, parse_result, render_result, valid_attachments
 
@@ -149,7 +149,10 @@ def delete(req: Request, conf: BridgeConf, env: Mapping[str, str]) -> None:
         except netlink.NetnsGone:
             pod = None
     try:
-        index = netlink.index_in(req.netns, req.ifname) if pod is not None else None
+        try:
+            index = netlink.index_in(req.netns, req.ifname) if pod is not None else None
+        except netlink.NetnsGone:  # vanished just now
+            index = None
         if pod is not None and index is not None:
             addrs = [ipaddress.ip_interface(f"{a}/{p}") for a, p in netlink.addresses(pod, index)]
         job = None
@@ -175,7 +178,7 @@ def delete(req: Request, conf: BridgeConf, env: Mapping[str, str]) -> None:
     if first is not None:
         raise first
     if errors:
-        raise CNIError(5, "failed to remove masquerade rules", "; ".join(errors))
+        raise CNIError(IO_FAILURE, "failed to remove masquerade rules", "; ".join(errors))
 
 
 # ---------------------------------------------------------------- CHECK
@@ -257,7 +260,7 @@ def gc(req: Request, conf: BridgeConf, env: Mapping[str, str]) -> None:
     if not conf.layer2:
         delegate_1_1("GC", req, conf.net, env)
     if errors:
-        raise CNIError(5, "GC could not remove some masquerade rules", "; ".join(errors))
+        raise CNIError(IO_FAILURE, "GC could not remove some masquerade rules", "; ".join(errors))
 
 
 def status(req: Request, conf: BridgeConf, env: Mapping[str, str]) -> None:

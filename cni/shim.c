@@ -1,12 +1,14 @@
 /*
- * podnet-bridge native shim: the same job as cni/bridge_main.py (read the CNI invocation,
+ * podnet-bridge / podnet-ipam native shim: the same job as cni/bridge_main.py (read the CNI invocation,
  * hand it to `podnet cni daemon` over its unix socket, relay the answer), without paying
  * ~9 ms of CPU for a Python interpreter start on every call. `podnet cni install` compiles it
  * when a C compiler is present; otherwise the Python shim is installed.
  *
  * Whenever the daemon cannot serve the call (no socket, refused, other netns -> FALLBACK),
- * it execs the Python shim (FALLBACK_ARGV, set at compile time) with the original stdin
- * replayed from a memfd, so behaviour is identical to the Python shim.
+ * it runs the Python shim (cni.bridge_main in REPO with PYTHON, set at compile time) with the
+ * original stdin replayed from a memfd, so behaviour is identical to the Python shim. Installed
+ * under the name podnet-ipam, it adds PODNET_CNI_PLUGIN=podnet-ipam to the request (the daemon
+ * then runs the IPAM plugin) and falls back to cni.ipam_main.
  *
  * Wire format (cni/bridge_main.py, cni/daemon.py):
  *   request  "PNCNI1 <len(env)>\n" + "K=V\0K=V..." + stdin        then shutdown(SHUT_WR)
@@ -22,8 +24,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#ifndef PYTHON
-#error "compile with -DPYTHON=\"/path/to/python\" -DFALLBACK_SCRIPT=\"/path/to/podnet-bridge.py\""
+#if !defined(PYTHON) || !defined(REPO)
+#error "compile with -DPYTHON=\"/path/to/python\" -DREPO=\"/path/to/podnet/checkout\""
 #endif
 
 extern char **environ;
@@ -78,6 +80,8 @@ static int json_string_field(const buf_t *in, const char *key, char *out, size_t
     return 1;
 }
 
+static const char *fallback_module = "cni.bridge_main";
+
 static void fallback(const buf_t *in) {
     /* replay stdin to the Python shim, which does the work in-process */
     int fd = memfd_create("podnet-bridge-stdin", 0);
@@ -87,7 +91,10 @@ static void fallback(const buf_t *in) {
         dup2(fd, 0);
         close(fd);
     }
-    execl(PYTHON, PYTHON, "-IS", FALLBACK_SCRIPT, (char *)NULL);
+    char code[1024];
+    snprintf(code, sizeof code, "import sys; sys.path.insert(0, '%s'); from %s import main; sys.exit(main())",
+             REPO, fallback_module);
+    execl(PYTHON, PYTHON, "-IS", "-c", code, (char *)NULL);
     perror("podnet-bridge: exec " PYTHON);
     exit(1);
 }
@@ -100,8 +107,13 @@ static int daemon_lost(const buf_t *in, const char *detail) {
     return 1;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     buf_t in = {0}, req = {0}, env = {0}, rep = {0};
+    /* one binary for both plugin types: installed as podnet-ipam it asks the daemon for IPAM */
+    const char *self = argc > 0 ? strrchr(argv[0], '/') : NULL;
+    self = self ? self + 1 : (argc > 0 ? argv[0] : "");
+    int ipam = strcmp(self, "podnet-ipam") == 0;
+    if (ipam) fallback_module = "cni.ipam_main";
     read_all(0, &in);
 
     const char *off = getenv("PODNET_CNI_DAEMON");
@@ -122,8 +134,13 @@ int main(void) {
     if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof addr) != 0) fallback(&in);
 
     for (char **e = environ; *e; e++) {
+        if (!strncmp(*e, "PODNET_CNI_PLUGIN=", 18)) continue;
         if (env.n) put(&env, "", 1);  /* NUL separator */
         put(&env, *e, strlen(*e));
+    }
+    if (ipam) {
+        if (env.n) put(&env, "", 1);
+        put(&env, "PODNET_CNI_PLUGIN=podnet-ipam", 29);
     }
     char head[64];
     int hn = snprintf(head, sizeof head, "PNCNI1 %zu\n", env.n);

@@ -81,8 +81,8 @@ class CNINode:
     def start_daemon(self) -> None:
         self.socket = str(self.work / "cni.sock")
         log = open(self.work / "daemon.log", "ab")
-        self.daemon = self.box.popen(self.ns, [sys.executable, "-m", "podnet", "cni", "daemon", "--socket",
-                                               self.socket], stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+        self.daemon = self.box.popen(self.ns, [sys.executable, "-m", "podnet", "cni", "daemon", "--verbose",
+                                               "--socket", self.socket], stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
         log.close()
         if not netns.wait_for(lambda: os.path.exists(self.socket), timeout=20):
             raise RuntimeError("podnet cni daemon did not start: " + (self.work / "daemon.log").read_text()[-2000:])

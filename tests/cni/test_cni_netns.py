@@ -385,8 +385,11 @@ needs_reference = pytest.mark.skipif(not os.path.exists("/usr/lib/cni/bridge"), 
 
 
 @needs_reference
-def test_reference_bridge_with_podnet_ipam(cninode: Any) -> None:
+@pytest.mark.parametrize("daemon", [False, True], ids=["ipam-in-process", "ipam-via-daemon"])
+def test_reference_bridge_with_podnet_ipam(cninode: Any, daemon: bool) -> None:
     node = cninode
+    if daemon:  # the native podnet-ipam hands the IPAM request to the daemon
+        node.start_daemon()
     conf = {**node.conf(), "type": "bridge"}
     pods = [node.pod() for _ in range(2)]
     replies = [node.call("ADD", conf, f"rb{i}", p) for i, p in enumerate(pods)]
@@ -404,6 +407,10 @@ def test_reference_bridge_with_podnet_ipam(cninode: Any) -> None:
     netns.delete(pods[1])
     assert node.call("DEL", {**conf, "type": "podnet-bridge"}, "rb1", pods[1]).ok
     assert node.allocated() == [] and "CNI-" not in node.nat_rules()
+    if daemon:
+        node.box.processes.remove(node.daemon)
+        netns.stop(node.daemon)
+        assert "ipam ADD rb0/eth0 -> 0" in (node.work / "daemon.log").read_text()
 
 
 @needs_reference
