@@ -24,6 +24,10 @@ MSG_TRUNC = 0x20
 MMSG = 64  # sizeof(struct mmsghdr)
 NAME = 128  # sizeof(struct sockaddr_storage)
 IOV = 16
+CTL = 32  # CMSG_SPACE(sizeof(struct in_pktinfo))
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+# cmsghdr {len 28, IPPROTO_IP, IP_PKTINFO} + in_pktinfo.ipi_ifindex 0; then ipi_spec_dst, ipi_addr, pad
+PKTINFO_HEAD = struct.pack("=QiiI", 28, socket.IPPROTO_IP, IP_PKTINFO, 0)
 
 
 class MMsgError(Exception):
@@ -46,8 +50,11 @@ def _libc() -> Any:
 
 
 class BatchIO:
-    def __init__(self, fd: int, slots: int = 64, size: int = 4096) -> None:
+    def __init__(self, fd: int, slots: int = 64, size: int = 4096, pktinfo: bool = False) -> None:
         libc = _libc()
+        self.pktinfo = pktinfo
+        self.rctl = ctypes.create_string_buffer(slots * CTL)
+        self.sctl = ctypes.create_string_buffer(slots * CTL)
         self._recv, self._send = libc.recvmmsg, libc.sendmmsg
         self.fd, self.slots, self.size = fd, slots, size
         self.rbuf = ctypes.create_string_buffer(slots * size)
@@ -65,7 +72,8 @@ class BatchIO:
             struct.pack_into("QQ", self.siov, i * IOV, sbuf + i * size, 0)
             # msg_name, msg_namelen, msg_iov, msg_iovlen, control, controllen, flags, msg_len
             struct.pack_into("QI4xQQQQi4xI4x", self.pristine, i * MMSG, names + i * NAME, NAME,
-                             riov + i * IOV, 1, 0, 0, 0, 0)
+                             riov + i * IOV, 1, ctypes.addressof(self.rctl) + i * CTL if pktinfo else 0,
+                             CTL if pktinfo else 0, 0, 0)
             struct.pack_into("QI4xQQQQi4xI4x", self.smsg, i * MMSG, 0, 0, siov + i * IOV, 1, 0, 0, 0, 0)
         self.rview = memoryview(self.rbuf).cast("B")
         self.sview = memoryview(self.sbuf).cast("B")
@@ -74,6 +82,10 @@ class BatchIO:
         self.smsg_u32 = memoryview(self.smsg).cast("B").cast("I")  # msg_namelen of slot j at [j*16 + 2]
         self.siov_u64 = memoryview(self.siov).cast("B").cast("Q")  # iov_len of slot j at [j*2 + 1]
         self.names_addr = names
+        self.rmsg_u64 = memoryview(self.rmsg).cast("B").cast("Q")  # msg_controllen of slot i at [i*8 + 5]
+        self.rctl_view = memoryview(self.rctl).cast("B")
+        self.sctl_view = memoryview(self.sctl).cast("B")
+        self.sctl_addr = ctypes.addressof(self.sctl)
 
     def answer_batch(self, entries: dict[bytes, tuple[bytes, Any]], by_stat: dict[Any, int],
                      on_miss: Callable[[bytes, int], None]) -> tuple[int, int]:
@@ -99,6 +111,8 @@ class BatchIO:
                 iov[queued * 2 + 1] = len(body) + 2
                 s64[queued * 8] = names + i * NAME
                 s32[queued * 16 + 2] = u32[i * 16 + 2]
+                if self.pktinfo:
+                    self._reply_from(queued, i)
                 queued += 1
                 stat = hit[1]
                 by_stat[stat] = by_stat.get(stat, 0) + 1
@@ -107,6 +121,25 @@ class BatchIO:
         if queued:
             self.flush(queued)
         return n, queued
+
+    def local(self, i: int) -> bytes | None:
+        """The address slot i was sent to (IP_PKTINFO ipi_addr), when asked for and present."""
+        if not self.pktinfo or self.rmsg_u64[i * 8 + 5] < 28:
+            return None
+        head = struct.unpack_from("=Qii", self.rctl, i * CTL)
+        if head[1] != socket.IPPROTO_IP or head[2] != IP_PKTINFO:
+            return None
+        return bytes(self.rctl_view[i * CTL + 24:i * CTL + 28])
+
+    def _reply_from(self, j: int, i: int) -> None:
+        """Send slot j from the address received slot i was sent to (no control message if unknown)."""
+        local = self.local(i)
+        if local is None:
+            self.smsg_u64[j * 8 + 5] = 0
+            return
+        self.sctl_view[j * CTL:(j + 1) * CTL] = PKTINFO_HEAD + local + bytes(8)
+        self.smsg_u64[j * 8 + 4] = self.sctl_addr + j * CTL
+        self.smsg_u64[j * 8 + 5] = CTL
 
     def recv(self) -> int:
         """Read up to `slots` datagrams without blocking; 0 when none is waiting."""

@@ -39,6 +39,17 @@ def _name(table: Any, value: int) -> str:
         return str(value)
 
 
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+
+
+def _pktinfo_dst(ancillary: list[tuple[int, int, bytes]]) -> bytes | None:
+    """ipi_addr (the query's destination) from an IP_PKTINFO control message."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+            return data[8:12]
+    return None
+
+
 def _stat(query: DNSRecord, reply: DNSRecord) -> tuple[str, str]:
     rcode = reply.header.rcode
     for rr in reply.ar:
@@ -56,6 +67,7 @@ class DNSServer:
         self.metrics = Metrics()
         self._udp: socket.socket | None = None
         self._io: BatchIO | None = None
+        self._pktinfo = False
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.address: tuple[str, int] = ("", 0)
@@ -82,10 +94,15 @@ class DNSServer:
                     raise
         self._udp = sock
         self.address = sock.getsockname()[:2]
+        # a wildcard IPv4 socket answers from the address each query was sent to (as CoreDNS and
+        # dnsmasq do): without it a multi-homed host replies from the route's source address
+        self._pktinfo = sock.family == socket.AF_INET and host in ("0.0.0.0", "")
+        if self._pktinfo:
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         self._io = None
         if os.environ.get("PODNET_DNS_MMSG", "1") != "0":
             try:
-                self._io = BatchIO(sock.fileno())
+                self._io = BatchIO(sock.fileno(), pktinfo=self._pktinfo)
             except MMsgError as exc:
                 log.info("batched UDP I/O unavailable (%s): one syscall per packet", exc)
         asyncio.get_running_loop().add_reader(sock.fileno(),
@@ -129,23 +146,26 @@ class DNSServer:
         by_stat = self.metrics.by_stat
         start = time.perf_counter()
         hits = 0
+        pktinfo = self._pktinfo
+        local: bytes | None = None
         for _ in range(BATCH):
             try:
-                data, addr = sock.recvfrom(TCP_MAX)
+                if pktinfo:
+                    data, anc, _flags, addr = sock.recvmsg(TCP_MAX, 64)
+                    local = _pktinfo_dst(anc)
+                else:
+                    data, addr = sock.recvfrom(TCP_MAX)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 continue
             hit = entries.get(data[2:])
             if hit is not None:
-                try:
-                    sock.sendto(data[:2] + hit[0], addr)
-                except OSError:
-                    pass
+                self._send(sock, data[:2] + hit[0], addr, local)
                 by_stat[hit[1]] = by_stat.get(hit[1], 0) + 1
                 hits += 1
                 continue
-            self._udp_miss(sock, data, addr)
+            self._udp_miss(sock, data, addr, local)
         if hits:
             self.metrics.answer_hits += hits
             self.metrics.observe((time.perf_counter() - start) / hits, hits)
@@ -160,7 +180,7 @@ class DNSServer:
             if io.truncated(slot):
                 self.metrics.malformed += 1
             else:
-                self._udp_miss(sock, data, io.address(slot))
+                self._udp_miss(sock, data, io.address(slot), io.local(slot))
 
         start = time.perf_counter()
         hits = 0
@@ -173,9 +193,9 @@ class DNSServer:
             self.metrics.answer_hits += hits
             self.metrics.observe((time.perf_counter() - start) / hits, hits)
 
-    def _udp_miss(self, sock: socket.socket, data: bytes, addr: Any) -> None:
+    def _udp_miss(self, sock: socket.socket, data: bytes, addr: Any, local: bytes | None = None) -> None:
         t0 = time.perf_counter()
-        query = self._parse(data, lambda out: sock.sendto(out, addr))
+        query = self._parse(data, lambda out: self._send(sock, out, addr, local))
         if query is None:
             return
         self.metrics.answer_misses += 1
@@ -186,14 +206,14 @@ class DNSServer:
             reply = None
         limit = udp_limit(query)
         if reply is not None and reply.action is Action.FORWARD:
-            self._spawn(self._forward_udp(sock, query, addr, limit, t0))
+            self._spawn(self._forward_udp(sock, query, (addr, local), limit, t0))
             return
         msg = reply.message if reply is not None and reply.message is not None else error_reply(query, RCODE.SERVFAIL)
         out = fit(msg, limit)
         stat = _stat(query, msg)
         if reply is not None and reply.cacheable and self.view is not None:
             self.cache.put(data, out, stat, self.view.generation)
-        self._send(sock, out, addr)
+        self._send(sock, out, addr, local)
         self.metrics.count("udp", *stat)
         self.metrics.observe(time.perf_counter() - t0)
 
@@ -214,9 +234,14 @@ class DNSServer:
             return None
 
     @staticmethod
-    def _send(sock: socket.socket, out: bytes, addr: Any) -> None:
+    def _send(sock: socket.socket, out: bytes, addr: Any, local: bytes | None = None) -> None:
+        """sendto, or from the address the query was sent to (IP_PKTINFO) on a wildcard socket."""
         try:
-            sock.sendto(out, addr)
+            if local is None:
+                sock.sendto(out, addr)
+            else:
+                sock.sendmsg([out], [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("=i4s4s", 0, local, bytes(4)))],
+                               0, addr)
         except OSError:
             pass
 
@@ -225,9 +250,10 @@ class DNSServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _forward_udp(self, sock: socket.socket, query: DNSRecord, addr: Any, limit: int, t0: float) -> None:
+    async def _forward_udp(self, sock: socket.socket, query: DNSRecord, peer: tuple[Any, bytes | None], limit: int,
+                           t0: float) -> None:
         reply = await self.forwarder.resolve(query)
-        self._send(sock, fit(reply, limit), addr)
+        self._send(sock, fit(reply, limit), *peer)
         self.metrics.count("udp", *_stat(query, reply))
         self.metrics.observe(time.perf_counter() - t0)
 
