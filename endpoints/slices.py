@@ -49,7 +49,9 @@ def _clean(value: Any) -> Any:
 
 
 def canonical_endpoint(ep: JSON) -> JSON:
-    out = _clean(ep)  # builds new containers; the input is not modified
+    """An endpoint for comparison: empties dropped, addresses sorted, hints ignored (they are
+    reconciled separately, as upstream's EndpointsEqualBeyondHash ignores them)."""
+    out = _clean({k: v for k, v in ep.items() if k != "hints"})  # builds new containers
     out["addresses"] = sorted(out.get("addresses") or [], key=ip_sort_key)
     return dict(out)
 
@@ -298,6 +300,44 @@ def _recycle(out: SliceChanges, service: Service) -> None:
             i += 1
 
 
+PREFER_CLOSE = ("PreferClose", "PreferSameZone")
+
+
+def _hints(ep: JSON, prefer_close: bool) -> JSON | None:
+    """trafficDistribution PreferClose: ready endpoints with a zone are hinted for their own zone."""
+    zone = ep.get("zone")
+    if prefer_close and zone and (ep.get("conditions") or {}).get("ready"):
+        return {"forZones": [{"name": zone}]}
+    return None
+
+
+def _with_hints(slice_: JSON, prefer_close: bool) -> None:
+    endpoints = []
+    for ep in slice_.get("endpoints") or []:
+        want = _hints(ep, prefer_close)
+        if ep.get("hints") != want:
+            ep = {k: v for k, v in ep.items() if k != "hints"}
+            if want is not None:
+                ep["hints"] = want
+        endpoints.append(ep)
+    slice_["endpoints"] = endpoints
+
+
+def reconcile_hints(service: Service, changes: SliceChanges) -> None:
+    """trafficdist.ReconcileHints: set (PreferClose) or clear hints on written slices, and update
+    unchanged slices whose hints are wrong."""
+    prefer_close = service.traffic_distribution in PREFER_CLOSE
+    keep: list[JSON] = []
+    for slice_ in changes.unchanged:
+        if any(ep.get("hints") != _hints(ep, prefer_close) for ep in slice_.get("endpoints") or []):
+            changes.update.append(_copy_slice(slice_))
+        else:
+            keep.append(slice_)
+    changes.unchanged = keep
+    for slice_ in changes.create + changes.update:
+        _with_hints(slice_, prefer_close)
+
+
 def reconcile_slices(service: Service, pods: Sequence[Pod], existing: Sequence[JSON], *, max_per_slice: int,
                      trigger_time: datetime | None, zones: dict[str, str] | None = None) -> SliceChanges:
     """All address types of a Service; slices of families the Service no longer has are deleted."""
@@ -312,6 +352,7 @@ def reconcile_slices(service: Service, pods: Sequence[Pod], existing: Sequence[J
             out.delete.append(slice_)
     for kind in types:
         part = _by_address_type(service, pods, by_type[kind], kind, max_per_slice, zones or {})
+        reconcile_hints(service, part)
         out.create += part.create
         out.update += part.update
         out.delete += part.delete

@@ -23,7 +23,8 @@ _names = itertools.count(1)
 
 def svc(name: str = "web", *, selector: dict[str, str] | None = None, ports: list[dict[str, Any]] | None = None,
         cluster_ip: str = "10.96.0.10", families: list[str] | None = None, labels: dict[str, str] | None = None,
-        type_: str = "ClusterIP", publish: bool = False, no_selector: bool = False, uid: str = UID):
+        type_: str = "ClusterIP", publish: bool = False, no_selector: bool = False, uid: str = UID,
+        traffic: str = ""):
     spec: dict[str, Any] = {"type": type_, "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
                             "ports": ports if ports is not None else [{"name": "http", "port": 80,
                                                                        "targetPort": 8080}]}
@@ -33,6 +34,8 @@ def svc(name: str = "web", *, selector: dict[str, str] | None = None, ports: lis
         spec["ipFamilies"] = families
     if publish:
         spec["publishNotReadyAddresses"] = True
+    if traffic:
+        spec["trafficDistribution"] = traffic
     if type_ == "ExternalName":
         spec = {"type": "ExternalName", "externalName": "example.com"}
     return parse_service({"metadata": {"name": name, "namespace": NS, "uid": uid, "labels": labels or {}},
@@ -465,3 +468,18 @@ def test_reconcile_does_not_modify_its_inputs() -> None:
     assert d.changed and state == before
     d = reconcile(None, [], state)
     assert state == before
+
+
+def test_zone_and_prefer_close_hints() -> None:
+    zones = {"n1": "zone-a", "n2": "zone-b"}
+    pl = [pod("a", "10.0.0.1", node="n1"), pod("b", "10.0.0.2", node="n2", ready=False),
+          pod("c", "10.0.0.3", node="n3")]
+    state, _ = converge(svc(traffic="PreferClose"), pl, zones=zones)
+    got = {e["targetRef"]["name"]: (e.get("zone"), e.get("hints")) for e in eps(state)}
+    assert got == {"a": ("zone-a", {"forZones": [{"name": "zone-a"}]}), "b": ("zone-b", None), "c": (None, None)}
+    _, d = converge(svc(traffic="PreferClose"), pl, state, zones=zones)
+    assert not d.changed  # hints do not cause churn
+    state2, d = converge(svc(), pl, state, zones=zones)
+    assert len(d.update) == 1 and all("hints" not in e for e in eps(state2))
+    _, d = converge(svc(), pl, state2, zones=zones)
+    assert not d.changed
