@@ -8,7 +8,6 @@ from __future__ import annotations
 import calendar
 import json
 import random
-import string
 import time
 import uuid
 from typing import Any

@@ -5,27 +5,31 @@ apply) / delete (with finalizers and namespace cascade) / pods/binding, `/status
 subresources, defaulting and validation (partner module `validation`), Service IP and
 NodePort allocation (`allocators`), selectors (`selectors`). Every write is one store commit.
 It raises `errors.APIError`s; the HTTP shell translates them into Status responses.
+Lists and pages: `listing.py`; owner-reference garbage collection: `gc.py`.
 """
 
 from __future__ import annotations
 
-import base64
 import importlib
 import json
 import logging
 import time
-from dataclasses import dataclass
-from dataclasses import field as dataclass_field
 from types import ModuleType
 from typing import Any
 
 import yaml
 
-from controlplane import errors, schema
+from controlplane import errors
 from controlplane import objects as o
-from controlplane.resources import ALL, BY_KIND, NAMESPACES, NODES, PODS, SERVICES, Resource
-from controlplane.state import ADDED, DELETED, MODIFIED, Entry, Key, WatchFilter, paginate, parse_rv, snapshot
+from controlplane.gc import collect_garbage
+from controlplane.listing import ListPage, list_page
+from controlplane.resources import ALL, NAMESPACES, NODES, PODS, SERVICES, Resource
+from controlplane.schema import FieldCheck
+from controlplane.state import ADDED, DELETED, MODIFIED, Entry, Key, WatchFilter, key_of, rkey
 from controlplane.storage import Change, Store
+
+__all__ = ["APPLY", "PATCH_TYPES", "FieldCheck", "ListPage", "Registry", "decode_json", "decode_yaml", "key_of",
+           "partner", "rkey"]
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -40,31 +44,6 @@ PATCH_TYPES = (MERGE, JSON_PATCH, STRATEGIC, APPLY)
 CREATE_ON_UPDATE = {"Endpoints", "EndpointSlice"}
 # upstream's NamespaceLifecycle admission refuses to delete these
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
-
-
-@dataclass
-class FieldCheck:
-    """fieldValidation: Strict rejects unknown fields (400), Warn collects warnings, Ignore does
-    nothing. Unknown fields are kept, not pruned; fields the stored object already had are not
-    reported again."""
-
-    mode: str = "Warn"
-    warnings: list[str] = dataclass_field(default_factory=list)
-
-    def check(self, res: Resource, new: JSON, old: JSON | None) -> None:
-        if self.mode == "Ignore":
-            return
-        unknown = schema.unknown_fields(res.kind, new)
-        if unknown and old is not None:
-            before = set(schema.unknown_fields(res.kind, old))
-            unknown = [u for u in unknown if u not in before]
-        if not unknown:
-            return
-        listed = ", ".join(f'unknown field "{u}"' for u in unknown)
-        if self.mode == "Strict":
-            raise errors.BadRequest(f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: '
-                                    f"strict decoding error: {listed}")
-        self.warnings.extend(f'unknown field "{u}"' for u in unknown)
 
 
 def partner(name: str) -> ModuleType | None:
@@ -85,43 +64,6 @@ def propagation_of(options: JSON) -> str:
         raise errors.BadRequest(f'propagationPolicy: Unsupported value: "{policy}": supported values: '
                                 '"Background", "Foreground", "Orphan"')
     return str(policy)
-
-
-CONTINUE_EXPIRED = ("The provided continue parameter is too old to display a consistent list result. You can "
-                    "start a new list without the continue parameter.")
-
-
-@dataclass(frozen=True)
-class ListPage:
-    items: list[Entry]
-    rv: int
-    continue_token: str = ""
-    remaining: int | None = None
-
-
-def encode_continue(rv: int, after: tuple[str, str]) -> str:
-    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": f"{after[0]}/{after[1]}"}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_continue(token: str) -> tuple[int, tuple[str, str]]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        ns, _, name = str(data["start"]).partition("/")
-        rv = int(data["rv"])
-        if data.get("v") != "meta.k8s.io/v1" or rv < 0:
-            raise ValueError
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
-        raise errors.BadRequest(f"continue key is not valid: {token!r}") from None
-    return rv, (ns, name)
-
-
-def rkey(res: Resource) -> str:
-    return f"{res.group}/{res.plural}"
-
-
-def key_of(res: Resource, namespace: str | None, name: str) -> Key:
-    return Key(rkey(res), (namespace or "") if res.namespaced else "", name)
 
 
 def decode_json(body: bytes, what: str = "request body") -> Any:
@@ -187,39 +129,10 @@ class Registry:
     def list_page(self, res: Resource, namespace: str | None, label_selector: str = "", field_selector: str = "",
                   *, limit: int = 0, continue_token: str = "", resource_version: str = "",
                   match: str = "") -> ListPage:
-        """A list as upstream serves it: the latest state, or (resourceVersionMatch=Exact, or a
-        continue token) the state at an older resourceVersion rebuilt from the kept history; `limit`
-        pages through one consistent snapshot."""
+        """A list as upstream serves it (see `listing.list_page`)."""
         filt = self.watch_filter(res, namespace, label_selector, field_selector)
-        current = self.store.rv
-        start: tuple[str, str] | None = None
-        at = current
-        if continue_token:
-            if resource_version not in ("", None):
-                raise errors.BadRequest("specifying resource version is not allowed when using continue")
-            at, start = decode_continue(continue_token)
-        else:
-            rv = parse_rv(resource_version)
-            if match not in ("", "Exact", "NotOlderThan"):
-                raise errors.BadRequest(f'resourceVersionMatch: Unsupported value: "{match}": supported values: '
-                                        '"Exact", "NotOlderThan"')
-            if match and rv is None:
-                raise errors.BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
-            if match == "Exact":
-                if rv == 0:
-                    raise errors.BadRequest('resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
-                at = rv or current
-        try:
-            entries = snapshot(self.store.index, self.store.history, filt.resource, filt.namespace, at, current)
-        except errors.Gone:
-            if continue_token:
-                raise errors.Gone(CONTINUE_EXPIRED) from None
-            raise
-        if filt.selective:
-            entries = [e for e in entries if filt.selects(e.obj)]
-        items, after, remaining = paginate(entries, start, limit)
-        token = encode_continue(at, after) if after is not None else ""
-        return ListPage(items, at, token, remaining if token and not filt.selective else None)
+        return list_page(self.store, filt, limit=limit, continue_token=continue_token,
+                         resource_version=resource_version, match=match)
 
     # ------------------------------------------------------------------ helpers
 
@@ -465,59 +378,13 @@ class Registry:
 
     def _delete_now(self, res: Resource, key: Key, final: JSON, propagation: str = "Background") -> JSON:
         """Delete now, with the owner-reference cascade (garbage collection) in the same transaction."""
-        changes = [Change(key, DELETED, final)] + self._collect_garbage(key, final, propagation == "Orphan")
+        changes = [Change(key, DELETED, final)] + collect_garbage(self.store, key, final, propagation == "Orphan")
         self._commit(changes)
         if self.allocator is not None:
             for ch in changes:
                 if ch.type == DELETED and ch.key.resource == rkey(SERVICES):
                     self.allocator.release(ch.obj)
         return final
-
-    def _collect_garbage(self, key: Key, owner: JSON, orphan: bool) -> list[Change]:
-        """Dependents of a deleted owner: with Orphan, its ownerReference is removed from them;
-        otherwise those left with no live served owner are deleted too (recursively), as the
-        upstream garbage collector does with background propagation."""
-        changes: list[Change] = []
-        gone: set[str] = set()
-        queue = [(key, owner)]
-        while queue:
-            okey, oobj = queue.pop(0)
-            uid = str((oobj.get("metadata") or {}).get("uid") or "")
-            if not uid:
-                continue
-            gone.add(uid)
-            for dkey in self.store.latest_dependents(uid):
-                entry = self.store.latest(dkey)
-                if entry is None or any(c.key == dkey for c in changes):
-                    continue
-                if orphan and okey == key:
-                    dep = o.copy(entry.obj)
-                    refs = [r for r in o.meta(dep).get("ownerReferences") or [] if r.get("uid") != uid]
-                    if refs:
-                        o.meta(dep)["ownerReferences"] = refs
-                    else:
-                        o.meta(dep).pop("ownerReferences", None)
-                    changes.append(Change(dkey, MODIFIED, dep))
-                elif not self._has_live_owner(dkey, entry.obj, gone):
-                    final = o.copy(entry.obj)
-                    changes.append(Change(dkey, DELETED, final))
-                    queue.append((dkey, final))
-        return changes
-
-    def _has_live_owner(self, key: Key, obj: JSON, gone: set[str]) -> bool:
-        for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-            if not isinstance(ref, dict):
-                continue
-            uid = str(ref.get("uid") or "")
-            res = BY_KIND.get(str(ref.get("kind") or ""))
-            if res is None or str(ref.get("apiVersion") or "") != res.api_version:
-                return True  # an owner of a kind we do not serve: we cannot tell, keep it
-            if uid in gone:
-                continue
-            live = self.store.latest(key_of(res, key.namespace if res.namespaced else None, str(ref.get("name"))))
-            if live is not None and (live.obj.get("metadata") or {}).get("uid") == uid:
-                return True
-        return False
 
     def _delete_namespace(self, entry: Entry) -> JSON:
         """Mark Terminating, delete everything in it, delete it: one transaction."""

@@ -7,10 +7,14 @@ returns the paths upstream's strict decoder would name, e.g. `spec.containers[0]
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Union
 
+from controlplane import errors
+from controlplane.resources import Resource
+
 ANY: Any = None
+JSON = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -131,3 +135,28 @@ def unknown_fields(kind: str, obj: Any) -> list[str]:
     out: list[str] = []
     _walk(node, obj, "", out)
     return out
+
+
+@dataclass
+class FieldCheck:
+    """fieldValidation: Strict rejects unknown fields (400), Warn collects warnings, Ignore does
+    nothing. Unknown fields are kept, not pruned; fields the stored object already had are not
+    reported again."""
+
+    mode: str = "Warn"
+    warnings: list[str] = field(default_factory=list)
+
+    def check(self, res: Resource, new: JSON, old: JSON | None) -> None:
+        if self.mode == "Ignore":
+            return
+        unknown = unknown_fields(res.kind, new)
+        if unknown and old is not None:
+            before = set(unknown_fields(res.kind, old))
+            unknown = [u for u in unknown if u not in before]
+        if not unknown:
+            return
+        listed = ", ".join(f'unknown field "{u}"' for u in unknown)
+        if self.mode == "Strict":
+            raise errors.BadRequest(f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: '
+                                    f"strict decoding error: {listed}")
+        self.warnings.extend(f'unknown field "{u}"' for u in unknown)

@@ -6,152 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import time
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from controlplane import discovery, errors
-from controlplane.registry import APPLY, PATCH_TYPES, FieldCheck, Registry, decode_json, decode_yaml, partner, rkey
-from controlplane.resources import ALL, PODS, Resource, lookup
-from controlplane.state import Entry, dumps, parse_rv, replay
+from controlplane.httpio import (JSON_TYPE, MAX_BODY, PROTOBUF, Target, decode_json, dry_run, field_check,
+                                 include_object, json_response, not_found_path, parse_target, query_bool, read_body,
+                                 status_response, wants_table, with_warnings)
+from controlplane.registry import APPLY, PATCH_TYPES, Registry, partner, rkey
+from controlplane.resources import ALL
+from controlplane.state import dumps, parse_rv
 from controlplane.watch import Hub
+from controlplane.watchstream import serve_watch, wait_for_rv
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
-
-JSON_TYPE = "application/json"
-PROTOBUF = "application/vnd.kubernetes.protobuf"
-MAX_BODY = 3 * 1024 * 1024 + 64 * 1024  # upstream's 3 MiB object limit, plus slack for the envelope
-TRUE = ("true", "1", "yes")
-INITIAL_EVENTS_END = "k8s.io/initial-events-end"
-
-
-@dataclass(frozen=True)
-class Target:
-    res: Resource
-    namespace: str | None
-    name: str | None
-    sub: str | None
-    watch_path: bool = False
-
-
-def json_response(body: Any, status: int = 200, content_type: str = JSON_TYPE) -> web.Response:
-    return web.Response(body=dumps(body).encode(), status=status, headers={"Content-Type": content_type})
-
-
-def status_response(err: errors.APIError) -> web.Response:
-    return json_response(err.status(), err.code)
-
-
-def not_found_path() -> errors.NotFound:
-    return errors.NotFound("the server could not find the requested resource")
-
-
-def parse_target(group: str, version: str, rest: str) -> Target:
-    parts = [p for p in rest.split("/") if p]
-    watch_path = False
-    if parts and parts[0] == "watch":
-        watch_path = True
-        parts = parts[1:]
-    namespace: str | None = None
-    if len(parts) >= 3 and parts[0] == "namespaces" and parts[2] not in ("status", "finalize"):
-        namespace = parts[1]
-        parts = parts[2:]
-    if not parts or len(parts) > 3:
-        raise not_found_path()
-    res = lookup(group, parts[0])
-    if res is None or res.version != version:
-        raise not_found_path()
-    if namespace is not None and not res.namespaced:
-        raise not_found_path()
-    name = parts[1] if len(parts) > 1 else None
-    sub = parts[2] if len(parts) > 2 else None
-    if sub is not None and sub not in res.subresources:
-        raise not_found_path()
-    return Target(res, namespace, name, sub, watch_path)
-
-
-def query_bool(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "").lower() in TRUE
-
-
-def field_check(request: web.Request) -> FieldCheck:
-    mode = request.query.get("fieldValidation", "") or "Warn"
-    if mode not in ("Ignore", "Warn", "Strict"):
-        raise errors.BadRequest(f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", '
-                                '"Strict", "Warn"')
-    return FieldCheck(mode)
-
-
-def with_warnings(resp: web.Response, check: FieldCheck) -> web.Response:
-    for w in check.warnings:
-        resp.headers.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
-    return resp
-
-
-def dry_run(request: web.Request) -> bool:
-    values = request.query.getall("dryRun", [])
-    for v in values:
-        if v != "All":
-            raise errors.BadRequest(f'Invalid value: "{v}": supported values: "All"')
-    return bool(values)
-
-
-async def read_body(request: web.Request, allow_yaml: bool = True) -> Any:
-    ctype = request.content_type if request.headers.get("Content-Type") else JSON_TYPE
-    raw = await request.read()
-    if ctype.startswith(PROTOBUF):
-        raise errors.UnsupportedMediaType(
-            f"the body of the request was in an unknown format - accepted media types include: application/json, "
-            f"application/yaml (podnet speaks JSON only; {PROTOBUF} is not supported: send JSON, e.g. "
-            "`kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`)")
-    if ctype in (JSON_TYPE, "application/octet-stream", "text/plain") or ctype.endswith("+json"):
-        return decode_json(raw)
-    if allow_yaml and ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
-        return decode_yaml(raw)
-    raise errors.UnsupportedMediaType(f"the body of the request was in an unknown format - accepted media types "
-                                      f"include: application/json, application/yaml (got {ctype})")
-
-
-def wants_table(request: web.Request) -> bool:
-    accept = request.headers.get("Accept", "")
-    for part in accept.split(","):
-        p = part.replace(" ", "")
-        if "as=Table" in p and "g=meta.k8s.io" in p:
-            return partner("table") is not None
-        if p.startswith(JSON_TYPE) and "as=" not in p:
-            return False
-    return False
-
-
-def include_object(request: web.Request) -> str:
-    value = request.query.get("includeObject", "Metadata") or "Metadata"
-    if value not in ("None", "Metadata", "Object"):
-        raise errors.BadRequest(f'includeObject: Unsupported value: "{value}": supported values: "None", '
-                                '"Metadata", "Object"')
-    return value
-
-
-Encoder = Callable[[JSON, str, str], bytes]  # (object, event type, raw JSON of the object) -> stream line
-
-
-def plain_line(obj: JSON, type_: str, raw: str) -> bytes:
-    return f'{{"type":"{type_}","object":{raw or dumps(obj)}}}\n'.encode()
-
-
-def table_encoder(res: Resource, include: str) -> Encoder:
-    """Watch events as one-row Tables, as upstream answers watches that Accept as=Table."""
-    table = partner("table")
-    assert table is not None
-
-    def encode(obj: JSON, type_: str, raw: str) -> bytes:
-        rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
-        return dumps({"type": type_, "object": table.render_table(res, [obj], rv, include_object=include)}
-                     ).encode() + b"\n"
-    return encode
 
 
 class APIServer:
@@ -444,108 +314,10 @@ class APIServer:
     # ------------------------------------------------------------------ watch
 
     async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
-        q = request.query
-        filt = self.registry.watch_filter(t.res, t.namespace, q.get("labelSelector", ""), q.get("fieldSelector", ""))
-        if t.name is not None:  # /watch/.../name: the old per-object watch path
-            filt = self.registry.watch_filter(t.res, t.namespace, q.get("labelSelector", ""),
-                                              ",".join(x for x in (q.get("fieldSelector", ""),
-                                                                   f"metadata.name={t.name}") if x))
-        rv = parse_rv(q.get("resourceVersion"))
-        try:
-            timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else 1800.0 * (1 + random.random())
-        except ValueError:
-            raise errors.BadRequest(f"invalid timeoutSeconds: {q.get('timeoutSeconds')!r}") from None
-        bookmarks = query_bool(request, "allowWatchBookmarks")
-        send_initial = query_bool(request, "sendInitialEvents")
-        encode = table_encoder(t.res, include_object(request)) if wants_table(request) else None
-        if rv and rv > self.registry.store.rv:
-            await self._wait_for_rv(rv)
-        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON_TYPE, "Cache-Control": "no-cache"})
-        resp.enable_chunked_encoding()
-        # snapshot + subscribe happen with no await in between: no event is lost or doubled
-        initial: list[Entry] = []
-        try:
-            if send_initial or not rv:
-                initial = list(replay(self.registry.store.index, filt))
-                watcher = self.hub.subscribe(filt, None)
-            else:
-                watcher = self.hub.subscribe(filt, rv)
-        except errors.Gone as err:
-            await resp.prepare(request)
-            await resp.write(dumps({"type": "ERROR", "object": err.status()}).encode() + b"\n")
-            await resp.write_eof()
-            return resp
-        start_rv = self.registry.store.rv
-        try:
-            await resp.prepare(request)
-            chunk: list[bytes] = []
-            for entry in initial:
-                chunk.append((encode or plain_line)(entry.obj, "ADDED", entry.raw))
-                if len(chunk) >= 200:
-                    await resp.write(b"".join(chunk))
-                    chunk = []
-            if chunk:
-                await resp.write(b"".join(chunk))
-            if send_initial and bookmarks:
-                await resp.write(self._bookmark(t.res, start_rv, initial_end=True))
-            await self._stream(request, resp, watcher, t.res, timeout, bookmarks, encode)
-        except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            self.hub.unsubscribe(watcher)
-        try:
-            await resp.write_eof()
-        except (ConnectionResetError, ConnectionError, RuntimeError):
-            pass
-        return resp
+        return await serve_watch(request, t, self.registry, self.hub, self.bookmark_interval, self.stopping)
 
-    async def _wait_for_rv(self, rv: int, timeout: float = 3.0) -> None:
-        """A watch from a resourceVersion the server has not reached yet waits a little, then fails
-        like upstream (504 Timeout, cause ResourceVersionTooLarge) so that the client retries."""
-        deadline = time.monotonic() + timeout
-        while self.registry.store.rv < rv:
-            if time.monotonic() >= deadline:
-                raise errors.Timeout(f"Too large resource version: {rv}, current: {self.registry.store.rv}",
-                                     causes=(errors.Cause("", "Too large resource version",
-                                                          "ResourceVersionTooLarge"),))
-            await asyncio.sleep(0.05)
-
-    async def _stream(self, request: web.Request, resp: web.StreamResponse, watcher: Any, res: Resource,
-                      timeout: float,
-                      bookmarks: bool, encode: Encoder | None) -> None:
-        deadline = time.monotonic() + timeout
-        next_bookmark = time.monotonic() + self.bookmark_interval
-        while not self.stopping.is_set():
-            now = time.monotonic()
-            if now >= deadline:
-                if bookmarks:
-                    await resp.write(self._bookmark(res, self.registry.store.rv))
-                return
-            wait = deadline - now
-            if bookmarks:
-                wait = min(wait, max(0.0, next_bookmark - now))
-            batch = await watcher.next_batch(min(wait, 1.0))
-            if batch is None:
-                return
-            transport = request.transport
-            if transport is None or transport.is_closing():  # the client went away
-                return
-            if batch:
-                if encode is None:
-                    await resp.write(b"".join(ev.line(typ) for ev, typ in batch))
-                else:
-                    await resp.write(b"".join(encode(ev.obj, typ, ev.raw) for ev, typ in batch))
-            elif bookmarks and time.monotonic() >= next_bookmark:
-                await resp.write(self._bookmark(res, self.registry.store.rv))
-                next_bookmark = time.monotonic() + self.bookmark_interval
-
-    @staticmethod
-    def _bookmark(res: Resource, rv: int, initial_end: bool = False) -> bytes:
-        meta: JSON = {"resourceVersion": str(rv)}
-        if initial_end:
-            meta["annotations"] = {INITIAL_EVENTS_END: "true"}
-        return dumps({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version,
-                                                     "metadata": meta}}).encode() + b"\n"
+    async def _wait_for_rv(self, rv: int) -> None:
+        await wait_for_rv(self.registry.store, rv)
 
 
-__all__ = ["APIServer", "parse_target", "rkey", "PODS"]
+__all__ = ["APIServer", "parse_target"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 from controlplane import errors
+from controlplane.resources import Resource
 
 JSON = dict[str, Any]
 
@@ -330,3 +331,11 @@ def paginate(entries: list[Entry], start_after: tuple[str, str] | None,
         return entries[lo:], None, 0
     page = entries[lo:lo + limit]
     return page, key(page[-1]), len(entries) - lo - limit
+
+
+def rkey(res: Resource) -> str:
+    return f"{res.group}/{res.plural}"
+
+
+def key_of(res: Resource, namespace: str | None, name: str) -> Key:
+    return Key(rkey(res), (namespace or "") if res.namespaced else "", name)
