@@ -87,7 +87,7 @@ class BatchIO:
         self.sctl_view = memoryview(self.sctl).cast("B")
         self.sctl_addr = ctypes.addressof(self.sctl)
 
-    def answer_batch(self, entries: dict[bytes, tuple[bytes, Any]], by_stat: dict[Any, int],
+    def answer_batch(self, entries: dict[bytes, tuple[Any, Any]], by_stat: dict[Any, int],
                      on_miss: Callable[[bytes, int], None]) -> tuple[int, int]:
         """recvmmsg one batch; answer cache hits (query bytes[2:] -> (reply bytes[2:], stat)) with
         one sendmmsg, hand every other packet to `on_miss(data, slot)`. Returns (received, hits).
@@ -103,8 +103,11 @@ class BatchIO:
             r0 = i * size
             length = u32[i * 16 + 14]
             hit = get(bytes(rview[r0 + 2:r0 + length]))
-            if hit is not None and len(hit[0]) + 2 <= size:
+            if hit is not None:
                 body = hit[0]
+                if body.__class__ is not bytes:
+                    body = next(body)  # rotated variants (loadbalance)
+            if hit is not None and len(body) + 2 <= size:
                 t0 = queued * size
                 sview[t0:t0 + 2] = rview[r0:r0 + 2]
                 sview[t0 + 2:t0 + 2 + len(body)] = body

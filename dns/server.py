@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import socket
 import struct
 import time
@@ -25,7 +26,7 @@ from dns.http import split_hostport
 from dns.metrics import Metrics
 from dns.mmsg import BatchIO, MMsgError
 from dns.view import ClusterView
-from dns.wire import TCP_MAX, AnswerCache, fit, formerr, is_response, udp_limit
+from dns.wire import TCP_MAX, AnswerCache, fit, formerr, is_response, rotate_randomly, rotations, udp_limit
 
 log = logging.getLogger("podnet.dns")
 BATCH = 256
@@ -161,7 +162,8 @@ class DNSServer:
                 continue
             hit = entries.get(data[2:])
             if hit is not None:
-                self._send(sock, data[:2] + hit[0], addr, local)
+                body = hit[0]
+                self._send(sock, data[:2] + (body if isinstance(body, bytes) else next(body)), addr, local)
                 by_stat[hit[1]] = by_stat.get(hit[1], 0) + 1
                 hits += 1
                 continue
@@ -209,11 +211,11 @@ class DNSServer:
             self._spawn(self._forward_udp(sock, query, (addr, local), limit, t0))
             return
         msg = reply.message if reply is not None and reply.message is not None else error_reply(query, RCODE.SERVFAIL)
-        out = fit(msg, limit)
+        variants = rotations(msg, limit)
         stat = _stat(query, msg)
         if reply is not None and reply.cacheable and self.view is not None:
-            self.cache.put(data, out, stat, self.view.generation)
-        self._send(sock, out, addr, local)
+            self.cache.put(data, variants, stat, self.view.generation)
+        self._send(sock, variants[random.randrange(len(variants))], addr, local)
         self.metrics.count("udp", *stat)
         self.metrics.observe(time.perf_counter() - t0)
 
@@ -287,6 +289,7 @@ class DNSServer:
             msg = None
         if msg is None:
             msg = error_reply(query, RCODE.SERVFAIL)
+        rotate_randomly(msg, random.randrange)
         out = fit(msg, TCP_MAX)
         self.metrics.count("tcp", *_stat(query, msg))
         self.metrics.observe(time.perf_counter() - t0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import struct
-from typing import Iterator
+from typing import Callable, Iterator, Union
 
 from dnslib import QTYPE, DNSRecord
 
@@ -38,19 +38,19 @@ def fit(reply: DNSRecord, limit: int) -> bytes:
     Too big: first drop the additional section (keeping OPT; no TC needed, RFC 2181 9), then
     fall back to the question alone with TC set so the client retries over TCP.
     """
-    data = reply.pack()
+    data = bytes(reply.pack())  # dnslib packs into a bytearray
     if len(data) <= limit:
         return data
     opt = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
     if len(opt) != len(reply.ar):
         reply.ar = opt
-        data = reply.pack()
+        data = bytes(reply.pack())
         if len(data) <= limit:
             return data
     reply.rr = []
     reply.auth = []
     reply.header.tc = 1
-    return reply.pack()
+    return bytes(reply.pack())
 
 
 def formerr(data: bytes) -> bytes | None:
@@ -73,12 +73,45 @@ def with_id(data: bytes, ident: int) -> bytes:
     return struct.pack("!H", ident) + data[2:]
 
 
+ROTATIONS = 8
+
+
+def rotations(reply: DNSRecord, limit: int) -> list[bytes]:
+    """The packed reply, or (CoreDNS `loadbalance`) up to 8 variants with the A/AAAA answer
+    records rotated so that successive clients of a headless service start at different
+    endpoints. Replies that are not a plain set of 2+ address records have one variant."""
+    rr = list(reply.rr)
+    first = fit(reply, limit)
+    if len(rr) < 2 or reply.header.tc or rr[0].rtype not in (QTYPE.A, QTYPE.AAAA) or \
+            any(r.rtype != rr[0].rtype for r in rr):
+        return [first]
+    out = [first]
+    step = -(-len(rr) // ROTATIONS)
+    for k in range(step, len(rr), step):
+        reply.rr = rr[k:] + rr[:k]
+        out.append(fit(reply, limit))
+    reply.rr = rr
+    return out
+
+
+def rotate_randomly(reply: DNSRecord, rng: Callable[[int], int]) -> None:
+    """The same for TCP (no cache): rotate the address records by a random offset."""
+    rr = reply.rr
+    if len(rr) > 1 and rr[0].rtype in (QTYPE.A, QTYPE.AAAA) and all(r.rtype == rr[0].rtype for r in rr):
+        k = rng(len(rr))
+        reply.rr = rr[k:] + rr[:k]
+
+
+Body = Union[bytes, Iterator[bytes]]  # one reply, or a cycle of rotated variants
+
+
 class AnswerCache:
-    """query bytes[2:] -> (reply bytes[2:], stat key); bounded (FIFO), cleared per view generation."""
+    """query bytes[2:] -> (reply bytes[2:] or a cycle of variants, stat key); bounded (FIFO),
+    cleared per view generation."""
 
     def __init__(self, max_entries: int = 10000) -> None:
         self.max_entries = max_entries
-        self.entries: dict[bytes, tuple[bytes, tuple[str, str]]] = {}
+        self.entries: dict[bytes, tuple[Body, tuple[str, str]]] = {}
         self.generation = -1
 
     def reset(self, generation: int) -> None:
@@ -86,13 +119,18 @@ class AnswerCache:
             self.entries = {}
             self.generation = generation
 
-    def put(self, query: bytes, reply: bytes, stat: tuple[str, str], generation: int) -> None:
+    def put(self, query: bytes, reply: bytes | list[bytes], stat: tuple[str, str], generation: int) -> None:
         if generation != self.generation:
             return  # computed against an older view
         if len(self.entries) >= self.max_entries:  # evict the oldest quarter (dicts keep insertion order)
             for key in list(itertools.islice(self.entries, max(1, self.max_entries // 4))):
                 del self.entries[key]
-        self.entries[query[2:]] = (reply[2:], stat)
+        if isinstance(reply, (bytes, bytearray)):
+            self.entries[query[2:]] = (bytes(reply[2:]), stat)
+        elif len(reply) == 1:
+            self.entries[query[2:]] = (bytes(reply[0][2:]), stat)
+        else:
+            self.entries[query[2:]] = (itertools.cycle([bytes(r[2:]) for r in reply]), stat)
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -232,3 +232,32 @@ def test_cluster_ip_moving_between_services_keeps_ptr() -> None:
     b.delete_service("default", "zeta")
     b.set_service(parse_service(_svc("alpha", "10.96.0.7")))  # sorts before the removed one
     assert b.snapshot().reverse[ipaddress.ip_address("10.96.0.7")] == "alpha.default.svc"
+
+
+def test_rotations_spread_first_record() -> None:
+    from dns.wire import rotate_randomly, rotations
+
+    view = _big_view().snapshot()
+    q = DNSRecord.question("big.default.svc.cluster.local", "A")
+    q.add_ar(EDNS0(udp_len=4096))
+    variants = rotations(answer(q, view, Options()).message, 4096)  # type: ignore[arg-type]
+    parsed = [DNSRecord.parse(v) for v in variants]
+    assert len(variants) == 8
+    assert len({str(p.rr[0].rdata) for p in parsed}) == 8
+    assert all(sorted(str(r.rdata) for r in p.rr) == sorted(str(r.rdata) for r in parsed[0].rr) for p in parsed)
+    # a reply truncated over UDP, a single record, NXDOMAIN or SRV: one variant
+    assert len(rotations(answer(DNSRecord.question("big.default.svc.cluster.local", "A"), view,
+                                Options()).message, 512)) == 1  # type: ignore[arg-type]
+    assert len(rotations(answer(DNSRecord.question("_http._tcp.big.default.svc.cluster.local", "SRV"), view,
+                                Options()).message, 65535)) == 1  # type: ignore[arg-type]
+    msg = answer(q, view, Options()).message
+    rotate_randomly(msg, lambda n: 5)  # type: ignore[arg-type]
+    assert str(msg.rr[0].rdata) == "10.2.0.6"  # type: ignore[union-attr]
+
+
+def test_answer_cache_cycles_variants() -> None:
+    c = AnswerCache()
+    c.reset(1)
+    c.put(b"\x00\x01q", [b"\x00\x01a", b"\x00\x01b"], ("A", "NOERROR"), 1)
+    body = c.entries[b"q"][0]
+    assert [next(body) for _ in range(3)] == [b"a", b"b", b"a"]  # type: ignore[call-overload]

@@ -302,6 +302,10 @@ def test_headless_and_truncation(env: Env) -> None:
     assert len(answers(roomy)) == 60 and " tc " not in roomy.split("flags:")[1].split(";")[0] + " "
     # dig's default: retries over TCP on TC and gets everything
     assert len(answers(env.dig("+noedns", name))) == 60
+    # loadbalance: successive clients see different first endpoints (UDP from the cache, and TCP)
+    firsts = {env.dig("+short", "+bufsize=4096", name).split()[0] for _ in range(12)}
+    assert len(firsts) >= 3, firsts
+    assert len({env.dig("+short", "+tcp", name).split()[0] for _ in range(8)}) >= 2
     srv = env.dig("+tcp", "_http._tcp." + name, "SRV")
     assert len(answers(srv)) == 60 and "0 1 8080 first." + name in " ".join(srv.split())
 
