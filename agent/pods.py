@@ -134,6 +134,10 @@ class PodWorker:
                                        start_time=time.time())
         self.record = rec
         rt = agent.runtime
+        if rec.network is not None:  # an ADD was interrupted (agent crash): undo it before a new one
+            log.info("pod %s: cleaning up an interrupted sandbox set-up", spec.key)
+            await self._release_sandbox(rec)
+            rec.network, rec.cni_result, rec.sandbox_released = None, None, False
         t0 = time.monotonic()
         try:
             await asyncio.to_thread(rt.create_netns, rec)

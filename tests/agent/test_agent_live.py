@@ -206,3 +206,29 @@ async def test_startup_probe_gates_readiness_and_restarts(cluster: OneNode) -> N
     await wait_pod(c, "slow", is_ready, 10)
     p = await wait_pod(c, "never", lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1, 20)
     assert not is_ready(p)
+
+
+async def test_agent_crash_during_sandbox_setup_recovers(cluster: OneNode) -> None:
+    c = cluster.client
+    await c.create(PODS, pod("crashy", HTTP))
+    p = await wait_pod(c, "crashy", is_ready)
+    uid = p["metadata"]["uid"]
+    state = cluster.dir / "agent" / "pods" / uid / "state.json"
+    cluster.stop_agent()
+    # as if the agent died after CNI ADD but before recording it: sandbox not ready, no container yet
+    raw = json.loads(state.read_text())
+    os.killpg(raw["containers"]["main"]["pid"], 9)
+    raw.update(sandbox_ready=False, cni_result=None, pod_ips=[], containers={})
+    state.write_text(json.dumps(raw))
+    cluster.start_agent()
+
+    def recovered(p: dict) -> bool:
+        now = json.loads(state.read_text())
+        return bool(now["sandbox_ready"] and now["pod_ips"] and is_ready(p)
+                    and p["status"].get("podIP") == now["pod_ips"][0])
+    p = await wait_pod(c, "crashy", recovered, 30)
+    ip = p["status"]["podIP"]
+    assert netns.wait_for(lambda: in_node(cluster, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                          f"http://{ip}:8080/").stdout == "200", 10), cluster.log()
+    leases = [f.name for f in (cluster.dir / "agent" / "ipam").rglob("10.244.*")]
+    assert leases == [ip]  # the interrupted attachment's IP was released, not leaked
