@@ -57,6 +57,8 @@ class Lab:
     def __init__(self, name: str = "lab", nodes: int = 2, state_root: Path = topo.STATE_ROOT,
                  log=None) -> None:  # type: ignore[no-untyped-def]
         existing = load_state(name, state_root)
+        self.requested_nodes = nodes
+        self.state_root = state_root
         self.topology: Topology = topo.plan(name, existing.nodes if existing else nodes, state_root)
         self.state = existing or State(name, nodes)
         self.say = log or (lambda msg: None)
@@ -95,6 +97,7 @@ class Lab:
             raise LabError(f"lab {self.t.name!r} is already up; `podnet lab down --name {self.t.name}` first")
         if self.t.state_dir.exists() or any(netns.exists(n) for n in self.t.namespaces):
             self.down()  # leftovers of a crashed lab
+        self.topology = topo.plan(self.t.name, self.requested_nodes, self.state_root)
         if cni not in ("podnet", "reference"):
             raise LabError(f"--cni {cni!r}: use podnet or reference")
         self.state = State(self.t.name, len(self.t.nodes), created=time.time(), cni=cni)
