@@ -65,6 +65,7 @@ class Result:
     listed: int = 0
     watch: list[float] = field(default_factory=list)
     watch_expected: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)  # phase -> server CPU seconds
 
 
 async def run_concurrent(n: int, concurrency: int, start: int, fn: Any) -> tuple[list[float], float]:
@@ -151,7 +152,7 @@ async def watch_workload(b: Backend, args: argparse.Namespace, res: Result) -> N
     print(f"  {b.name}: watch deliveries {len(res.watch)}/{res.watch_expected}", flush=True)
 
 
-PHASES = (("create, sequential", phase_create_sequential, 1), ("create, concurrent", phase_create_concurrent, 1),
+PHASES = (("create-seq", phase_create_sequential, 1), ("create-conc", phase_create_concurrent, 1),
           ("update", phase_update, 1), ("list", phase_list, 5), ("watch", watch_workload, 1))
 
 
@@ -163,9 +164,14 @@ async def measure(backends: list[Backend], args: argparse.Namespace) -> dict[str
         await b.open()
     try:
         for label, phase, times in PHASES:
+            if label not in args.phases.split(","):
+                continue
             for _ in range(times):
                 for b in backends:
+                    cpu0 = b.proc.cpu_seconds()
                     await phase(b, args, results[b.name])
+                    used = results[b.name].cpu
+                    used[label] = used.get(label, 0.0) + b.proc.cpu_seconds() - cpu0
                     if b is backends[0]:
                         await asyncio.sleep(0.2)
             print(f"  {label}: done", flush=True)
@@ -173,6 +179,14 @@ async def measure(backends: list[Backend], args: argparse.Namespace) -> dict[str
         for b in backends:
             await b.close()
     return results
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) * 1000 if values else float("nan")
+
+
+def top(values: list[float]) -> float:
+    return max(values) * 1000 if values else float("nan")
 
 
 def row(label: str, ours: float, anchor: float, unit: str, fmt: str = "{:.2f}") -> str:
@@ -195,14 +209,22 @@ def report(p: Result, e: Result, args: argparse.Namespace) -> str:
             "{:.0f}"),
         row("update p50", pct(p.update, 50), pct(e.update, 50), "ms"),
         row("update p99", pct(p.update, 99), pct(e.update, 99), "ms"),
-        row(f"list {p.listed} objects, median of 5", statistics.median(p.list_times) * 1000,
-            statistics.median(e.list_times) * 1000, "ms", "{:.0f}"),
-        row("list, max of 5", max(p.list_times) * 1000, max(e.list_times) * 1000, "ms", "{:.0f}"),
+        row(f"list {p.listed} objects, median of 5", med(p.list_times), med(e.list_times), "ms", "{:.0f}"),
+        row("list, max of 5", top(p.list_times), top(e.list_times), "ms", "{:.0f}"),
         row(f"watch delivery p50 ({args.watchers} watchers, {args.watch_events} events at {args.watch_rate}/s)",
             pct(p.watch, 50), pct(e.watch, 50), "ms"),
         row("watch delivery p99", pct(p.watch, 99), pct(e.watch, 99), "ms"),
         f"| watch deliveries received | {len(p.watch)}/{p.watch_expected} | {len(e.watch)}/{e.watch_expected} | |",
     ]
+    per = {"create-seq": seq, "create-conc": args.objects - seq, "update": args.objects, "list": 5,
+           "watch": args.watch_events * args.watchers}
+    what = {"create-seq": "per create", "create-conc": "per create", "update": "per update", "list": "per list",
+            "watch": "per delivered event"}
+    for phase, count in per.items():
+        if phase in p.cpu and phase in e.cpu and count:
+            unit, scale = ("ms", 1e3) if phase == "list" else ("us", 1e6)
+            lines.append(row(f"server CPU {what[phase]} ({phase})", p.cpu[phase] / count * scale,
+                             e.cpu[phase] / count * scale, unit, "{:.0f}"))
     return "\n".join(lines)
 
 
@@ -235,6 +257,10 @@ def main() -> int:
     ap.add_argument("--watch-rate", type=float, default=20.0)
     ap.add_argument("--only", choices=("podnet", "etcd"), help="run one system only")
     ap.add_argument("--profile", action="store_true", help="run podnet under cProfile and print the top entries")
+    ap.add_argument("--server-script", type=Path, help="run this script (argv as `podnet`) instead of -m podnet, "
+                    "for A/B experiments on the server")
+    ap.add_argument("--phases", default="create-seq,create-conc,update,list,watch",
+                    help="comma-separated subset of create-seq,create-conc,update,list,watch")
     args = ap.parse_args()
     load_before = Path("/proc/loadavg").read_text().split()[0]
     tmp = Path(tempfile.mkdtemp(prefix="bench-cp-"))
@@ -243,7 +269,7 @@ def main() -> int:
     try:
         if args.only != "etcd":
             (tmp / "podnet").mkdir()
-            backends.append(PodnetAPI(tmp / "podnet", prof))
+            backends.append(PodnetAPI(tmp / "podnet", prof, args.server_script))
         if args.only != "podnet":
             (tmp / "etcd").mkdir()
             etcd = EtcdKV(tmp / "etcd")
@@ -270,8 +296,9 @@ def main() -> int:
         for r in results.values():
             print(r.name, "create p50/p99 ms", pct(r.seq_create, 50), pct(r.seq_create, 99),
                   "conc/s", round(r.conc_create_rate), "upd/s", round(r.update_rate),
-                  "list ms", statistics.median(r.list_times) * 1000,
-                  "watch p50/p99 ms", pct(r.watch, 50), pct(r.watch, 99), len(r.watch), r.watch_expected)
+                  "list ms", med(r.list_times),
+                  "watch p50/p99 ms", pct(r.watch, 50), pct(r.watch, 99), len(r.watch), r.watch_expected,
+                  "server CPU s", {k: round(v, 2) for k, v in r.cpu.items()})
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -60,6 +61,14 @@ class Proc:
     def pid(self) -> int:
         return self.proc.pid
 
+    def cpu_seconds(self) -> float:
+        """user + system CPU time the process has used so far (from /proc/PID/stat)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -83,13 +92,14 @@ async def _lines(resp: aiohttp.ClientResponse) -> Any:
 class PodnetAPI:
     name = "podnet"
 
-    def __init__(self, data_dir: Path, profile: Path | None = None) -> None:
+    def __init__(self, data_dir: Path, profile: Path | None = None, script: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable]
         if profile is not None:
             argv += ["-m", "cProfile", "-o", str(profile)]
-        argv += ["-m", "podnet", "controlplane", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(data_dir),
+        argv += [str(script)] if script is not None else ["-m", "podnet"]  # script: an A/B experiment
+        argv += ["controlplane", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(data_dir),
                  "--controllers", ""]
         self.proc = Proc(argv, data_dir.parent / "podnet.log")
         try:
