@@ -38,16 +38,30 @@ class Requirement:
     operator: Operator
     values: tuple[str, ...] = ()
 
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        op = self.operator
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_test", self._compile())
+
+    def _compile(self) -> Callable[[Mapping[str, str]], bool]:
+        """A predicate for this requirement (selectors run over every object of a list/watch)."""
+        key, op, values = self.key, self.operator, frozenset(self.values)
         if op in (Operator.EQUALS, Operator.DOUBLE_EQUALS, Operator.IN):
-            return self.key in labels and labels[self.key] in self.values
+            if len(values) == 1:
+                (want,) = values
+                return lambda labels: labels.get(key) == want
+            return lambda labels: labels.get(key) in values
         if op in (Operator.NOT_EQUALS, Operator.NOT_IN):
-            return self.key not in labels or labels[self.key] not in self.values
+            return lambda labels: key not in labels or labels[key] not in values
         if op is Operator.EXISTS:
-            return self.key in labels
+            return lambda labels: key in labels
         if op is Operator.DOES_NOT_EXIST:
-            return self.key not in labels
+            return lambda labels: key not in labels
+        return self._compare
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return self._test(labels)  # type: ignore[attr-defined,no-any-return]
+
+    def _compare(self, labels: Mapping[str, str]) -> bool:
+        op = self.operator
         if self.key not in labels:
             return False
         try:
