@@ -24,6 +24,7 @@ from cni.plugin import run
 from cni.runner import execute
 
 _UCRED = struct.Struct("3i")
+DRAIN_SECONDS = 60.0  # on SIGTERM, in-flight requests get this long to finish (never cut one in half)
 
 
 class _ThreadStderr(io.TextIOBase):
@@ -56,6 +57,8 @@ class Daemon:
         self.stop = threading.Event()
         self.listener: socket.socket | None = None
         self.stderr = _ThreadStderr(sys.stderr)
+        self.active: list[threading.Thread] = []
+        self.active_lock = threading.Lock()
 
     def bind(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o755, exist_ok=True)
@@ -93,10 +96,18 @@ class Daemon:
                     if self.stop.is_set():
                         break
                     raise
-                threading.Thread(target=self._serve_one, args=(conn,), daemon=True).start()
+                worker = threading.Thread(target=self._serve_one, args=(conn,), daemon=True)
+                with self.active_lock:
+                    self.active = [t for t in self.active if t.is_alive()] + [worker]
+                worker.start()
         finally:
+            self.close()  # stop taking requests, then let the ones in flight finish
+            with self.active_lock:
+                pending = list(self.active)
+            deadline = time.monotonic() + DRAIN_SECONDS
+            for worker in pending:
+                worker.join(max(0.0, deadline - time.monotonic()))
             sys.stderr = self.stderr.real
-            self.close()
 
     def close(self) -> None:
         if self.listener is not None:

@@ -157,3 +157,15 @@ def test_merge_prev_result_for_chained_use() -> None:
     merged = merge_prev(prev, mine)
     assert [i.name for i in merged.interfaces] == ["lo0", "cni0", "vethx", "eth0"]
     assert [i.interface for i in merged.ips] == [0, 3]
+
+
+def test_install_without_compiler_writes_python_shims(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cni import cli
+
+    monkeypatch.setattr(cli.shutil, "which", lambda name: None)
+    cli.install(str(tmp_path), "", "10.244.0.0/24", "cni0", "/run/podnet/cni.sock", False, shim="auto")
+    for name, module in (("podnet-bridge", "cni.bridge_main"), ("podnet-ipam", "cni.ipam_main")):
+        text = (tmp_path / name).read_text()
+        assert text.startswith("#!") and f"from {module} import main" in text
+    with pytest.raises(SystemExit, match="cannot build the native shim"):
+        cli.install(str(tmp_path), "", "10.244.0.0/24", "cni0", "/run/podnet/cni.sock", False, shim="native")

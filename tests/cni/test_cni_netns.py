@@ -364,6 +364,7 @@ def test_both_shims_daemon_and_fallback(cninode: Any, cni_bins: dict[str, Any], 
     assert node.allocated() == [] and "CNI-" not in node.nat_rules()
     node.box.processes.remove(node.daemon)
     netns.stop(node.daemon)                                          # daemon gone: back to in-process
+    assert node.daemon.returncode == 0 and not os.path.exists(node.socket)   # clean exit, socket removed
     node.daemon = None
     again = node.call("ADD", conf, "sh2", pods[0], extra_env={"PODNET_CNI_SOCKET": node.socket}, daemon=True)
     assert again.ok, again
