@@ -383,3 +383,14 @@ def test_field_set_for_primitive_and_atomic_lists() -> None:
     fs = field_set({"metadata": {"finalizers": ["a"]}, "spec": {"externalIPs": ["1.2.3.4"]}}, "Service")
     assert ("f:metadata", "f:finalizers", 'v:"a"') in fs
     assert ("f:spec", "f:externalIPs") in fs
+
+
+def test_kubectl_apply_primitive_list_directives() -> None:
+    live = {"metadata": {"finalizers": ["a.io/x", "b.io/y", "c.io/z"]}}
+    patch = {"metadata": {"$setElementOrder/finalizers": ["c.io/z", "d.io/w"],
+                          "$deleteFromPrimitiveList/finalizers": ["a.io/x"], "finalizers": ["d.io/w"]}}
+    out = apply_strategic_merge_patch(live, patch, "Pod")
+    assert out["metadata"]["finalizers"] == ["b.io/y", "c.io/z", "d.io/w"]
+    node = {"spec": {"podCIDRs": ["10.244.1.0/24"]}}
+    out = apply_strategic_merge_patch(node, {"spec": {"podCIDRs": ["fd00:1::/64"]}}, "Node")
+    assert out["spec"]["podCIDRs"] == ["fd00:1::/64", "10.244.1.0/24"]
