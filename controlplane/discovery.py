@@ -73,6 +73,9 @@ def api_resource_list(group: str, version: str) -> JSON:
                 sub_item["group"] = g
                 sub_item["version"] = v
             items.append(sub_item)
+    if gv == "v1":  # the legacy create-only bindings collection (POST namespaces/{ns}/bindings)
+        items.append({"name": "bindings", "singularName": "binding", "namespaced": True, "kind": "Binding",
+                      "verbs": ["create"]})
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": items}
 
 
@@ -115,6 +118,10 @@ def _discovery_resource(r: Resource) -> JSON:
     return out
 
 
+BINDINGS: JSON = {"resource": "bindings", "responseKind": {"group": "", "version": "v1", "kind": "Binding"},
+                  "scope": "Namespaced", "singularResource": "binding", "verbs": ["create"]}
+
+
 def aggregated(core: bool, media_type: str = AGGREGATED_V2) -> JSON:
     """APIGroupDiscoveryList: for /api (core: the group named "") or /apis (all named groups)."""
     groups: dict[str, list[str]] = {}
@@ -124,8 +131,8 @@ def aggregated(core: bool, media_type: str = AGGREGATED_V2) -> JSON:
     items = []
     for g, versions in groups.items():
         items.append({"metadata": {"name": g, "creationTimestamp": None}, "versions": [
-            {"version": v, "resources": [_discovery_resource(r) for r in _resources_of(g, v)],
-             "freshness": "Current"} for v in versions]})
+            {"version": v, "resources": [_discovery_resource(r) for r in _resources_of(g, v)] + (
+                [BINDINGS] if (g, v) == ("", "v1") else []), "freshness": "Current"} for v in versions]})
     api_version = "apidiscovery.k8s.io/v2beta1" if "v2beta1" in media_type else "apidiscovery.k8s.io/v2"
     return {"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items}
 

@@ -151,6 +151,10 @@ class APIServer:
     # ------------------------------------------------------------------ resources
 
     async def resource(self, request: web.Request) -> web.StreamResponse:
+        rest = request.match_info["rest"].strip("/").split("/")
+        if "group" not in request.match_info and len(rest) == 3 and rest[0] == "namespaces" \
+                and rest[2] == "bindings" and request.match_info["version"] == "v1":
+            return await self.bindings(request, rest[1])
         t = parse_target(request.match_info.get("group", ""), request.match_info["version"],
                          request.match_info["rest"])
         method = request.method
@@ -180,6 +184,20 @@ class APIServer:
             return json_response(status, 201)
         raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource "
                                       f"({method} {request.path})")
+
+    async def bindings(self, request: web.Request, namespace: str) -> web.Response:
+        """POST /api/v1/namespaces/{ns}/bindings: the legacy form of pods/{name}/binding."""
+        if request.method != "POST":
+            raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource "
+                                          f"({request.method} {request.path})")
+        body = await read_body(request)
+        name = ((body.get("metadata") or {}).get("name") if isinstance(body, dict) else None) or ""
+        if not isinstance(name, str) or not name:
+            raise errors.Invalid.of("Binding", "", [errors.Cause("metadata.name", "Required value",
+                                                                 "FieldValueRequired")])
+        status = self.registry.bind(namespace, name, body, dry_run=dry_run(request))
+        await self._durable()
+        return json_response(status, 201)
 
     async def _durable(self) -> None:
         """Acknowledge a write only once it (and everything before it) is on disk."""

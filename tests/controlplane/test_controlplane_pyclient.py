@@ -100,6 +100,11 @@ def test_pod_binding(api: k8s.ApiClient, ns: str) -> None:
     with pytest.raises(ApiException) as exc:
         core.create_namespaced_pod_binding("b", ns, binding, _preload_content=False)
     assert exc.value.status == 409 and "already assigned to node" in exc.value.body
+    core.create_namespaced_pod(ns, v1pod("b2"))
+    core.create_namespaced_binding(ns, k8s.V1Binding(metadata=k8s.V1ObjectMeta(name="b2"),
+                                                     target=k8s.V1ObjectReference(kind="Node", name="n2")),
+                                   _preload_content=False)
+    assert core.read_namespaced_pod("b2", ns).spec.node_name == "n2"
 
 
 def test_services_allocation_and_release(api: k8s.ApiClient, ns: str) -> None:
