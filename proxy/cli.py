@@ -174,7 +174,8 @@ async def run(args: argparse.Namespace, cidr: Any) -> int:
         log.warning("no --cluster-cidr: traffic to ClusterIPs from outside the cluster is not masqueraded")
     metrics = ProxyMetrics()
     health = ProxierHealth(timeout=2 * args.sync_period)
-    proxier = Proxier(args.node, ipt, options, metrics=metrics, health=health)
+    proxier = Proxier(args.node, ipt, options, metrics=metrics, health=health,
+                      stale_chain_cleanup_period=args.sync_period)
     log.info("podnet proxy: node %s, iptables backend %s, pid %d", args.node, mode, os.getpid())
 
     stop = asyncio.Event()

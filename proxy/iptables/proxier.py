@@ -47,7 +47,8 @@ def _now() -> datetime:
 class Proxier:
     def __init__(self, hostname: str, ipt: backend.Iptables, options: RenderOptions, *,
                  metrics: ProxyMetrics | None = None, health: ProxierHealth | None = None,
-                 conntrack_cleanup: bool = True, incremental: bool = True) -> None:
+                 conntrack_cleanup: bool = True, incremental: bool = True,
+                 stale_chain_cleanup_period: float = 30.0) -> None:
         self.hostname = hostname
         self.ipt = ipt
         self.options = options
@@ -70,6 +71,11 @@ class Proxier:
         self.incremental = incremental
         self.memo: RenderMemo | None = None
         self.last_full_sync = 0.0
+        # upstream: in large clusters (> 1000 endpoints) stale chains are deleted at most once per
+        # syncPeriod (they are unreferenced and harmless); with iptables-nft a `-X` makes the restore
+        # fetch every rule to check references, which dominates a one-Service partial sync.
+        self.stale_chain_cleanup_period = stale_chain_cleanup_period
+        self.last_chain_cleanup = 0.0
         self.last_result: SyncResult | None = None
         self.syncs = 0
         self.on_change: Any = None  # callable() the runner sets to get woken up
@@ -178,6 +184,8 @@ class Proxier:
                 backend.ensure_jumps(self.ipt)
                 backend.ensure_canaries(self.ipt)
                 existing = self._existing_nat_chains()
+            elif self._defer_chain_cleanup():
+                existing = frozenset()
             else:
                 existing = self.known_nat_chains
             changed = None if full else frozenset(svc_result.updated_services | ep_result.updated_services)
@@ -202,7 +210,11 @@ class Proxier:
             self._observe(result)
             return result
         self.need_full_sync = False
-        self.known_nat_chains = rendered.active_nat_chains
+        if full or existing:
+            self.known_nat_chains = rendered.active_nat_chains
+            self.last_chain_cleanup = time.monotonic()
+        else:  # cleanup deferred: stale chains stay known so a later sync deletes them
+            self.known_nat_chains = rendered.active_nat_chains | self.known_nat_chains
         self.memo = rendered.memo
         if full:
             self.last_full_sync = time.monotonic()
@@ -232,6 +244,11 @@ class Proxier:
             self.metrics.sync_duration.observe(result.seconds)
             (self.metrics.sync_full_duration if result.full else self.metrics.sync_partial_duration).observe(
                 result.seconds)
+
+    def _defer_chain_cleanup(self) -> bool:
+        last = self.last_result.rendered if self.last_result is not None else None
+        return bool(last is not None and last.large_cluster and
+                    time.monotonic() - self.last_chain_cleanup < self.stale_chain_cleanup_period)
 
     def _existing_nat_chains(self) -> frozenset[str]:
         """Service chains now in the nat table (to delete stale ones and take over old rules)."""
