@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -201,6 +202,10 @@ def summarize(qps: dict[str, Any]) -> dict[str, Any]:
     base = out["dnsmasq"]["qps"] or 1
     for name in names:
         out[name]["ratio_to_dnsmasq"] = round(out[name]["qps"] / base, 2)
+        # the machine's load changes over a run: the ratio within each round, then the median
+        per_round = sorted(r[name]["qps"] / (r["dnsmasq"]["qps"] or 1) for r in qps["rounds"])
+        out[name]["round_ratios"] = [round(x, 2) for x in per_round]
+        out[name]["median_round_ratio"] = round(statistics.median(per_round), 2)
     return out
 
 
