@@ -57,6 +57,11 @@ _COUNTER = re.compile(r"^\[(\d+):(\d+)\]\s+")
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\S+')  # iptables-save quotes comments with spaces
 
 
+def _host(addr: str) -> str:
+    """iptables-save prints -d 10.96.0.1/32; show the address."""
+    return addr.removesuffix("/32").removesuffix("/128")
+
+
 def parse_rules(save_text: str) -> list[Rule]:
     rules: list[Rule] = []
     table = ""
@@ -94,7 +99,7 @@ def parse_status(save_text: str) -> list[ServiceStatus]:
             continue
         st = get(m.group(1))
         st.protocol = r.opt("-p")
-        st.frontends.append((m.group(2), f"{r.opt('-d')}:{r.opt('--dport')}", r.packets, r.bytes))
+        st.frontends.append((m.group(2), f"{_host(r.opt('-d'))}:{r.opt('--dport')}", r.packets, r.bytes))
         if m.group(2) == "cluster IP":
             svc_chain_of[st.name] = r.target
     for r in by_chain.get(n.KUBE_NODEPORTS, []):
@@ -110,7 +115,7 @@ def parse_status(save_text: str) -> list[ServiceStatus]:
             st.note = r.comment.split(" ", 1)[1]
             st.protocol = st.protocol or r.opt("-p")
             if r.chain == n.KUBE_SERVICES and not any(f[0] == "cluster IP" for f in st.frontends):
-                st.frontends.append(("cluster IP", f"{r.opt('-d')}:{r.opt('--dport')}", 0, 0))
+                st.frontends.append(("cluster IP", f"{_host(r.opt('-d'))}:{r.opt('--dport')}", 0, 0))
     for name, st in services.items():
         seen: set[str] = set()
         chains = [svc_chain_of.get(name, "")]
