@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import socket
@@ -103,9 +104,27 @@ def dig_ok(port: int) -> bool:
     return cluster.cluster_ip(0) in out
 
 
-def dnsperf(port: int, queries: Path, seconds: float) -> dict[str, Any]:
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the processes (and their children: --workers forks)."""
+    total = 0.0
+    for pid in pids:
+        for task in [pid, *_children(pid)]:
+            fields = Path(f"/proc/{task}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def dnsperf(port: int, queries: Path, seconds: float, rate: int = 0) -> dict[str, Any]:
+    limit = ["-Q", str(rate)] if rate else []
     out = subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l", str(seconds),
-                          "-c", "10", "-q", "200", "-t", "2"], capture_output=True, text=True,
+                          "-c", "10", "-q", "200", "-t", "2", *limit], capture_output=True, text=True,
                          timeout=seconds + 30).stdout
 
     def num(pattern: str) -> float:
@@ -131,10 +150,19 @@ def qps_bench(args: argparse.Namespace, tmp: Path, srv: bool = True) -> dict[str
     results: dict[str, Any] = {"services": args.services, "seconds": args.seconds, "srv": srv, "rounds": []}
     with ExitStack() as stack:
         api = start_api(tmp, args.services, stack)
-        masq_port, _ = start_dnsmasq(tmp, args.services, stack, srv=srv)
-        servers = {f"podnet-w{w}": start_podnet(tmp, api, w, stack)[0] for w in args.workers}
+        masq_port, masq = start_dnsmasq(tmp, args.services, stack, srv=srv)
+        started = {f"podnet-w{w}": start_podnet(tmp, api, w, stack) for w in args.workers}
+        servers = {name: port for name, (port, _) in started.items()}
+        pids = {"dnsmasq": masq.pid, **{name: proc.pid for name, (_, proc) in started.items()}}
         for port in [masq_port, *servers.values()]:
             dnsperf(port, queries, 1)  # warm-up (fills podnet's answer cache)
+        # CPU per query at a fixed rate: a figure the machine's other load hardly changes
+        results["cpu_us_per_query"] = {}
+        for name, port in {"dnsmasq": masq_port, **servers}.items():
+            before = cpu_seconds([pids[name]])
+            run = dnsperf(port, queries, 5, rate=args.cpu_rate)
+            used = cpu_seconds([pids[name]]) - before
+            results["cpu_us_per_query"][name] = round(used / max(run["completed"], 1) * 1e6, 2)
         for r in range(args.rounds):
             row: dict[str, Any] = {"dnsmasq": dnsperf(masq_port, queries, args.seconds)}
             for name, port in servers.items():
@@ -170,6 +198,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2, help="0: memory only")
     p.add_argument("--workers", default="1,2", help="podnet dns --workers values to measure")
     p.add_argument("--memory-services", type=int, default=10000)
+    p.add_argument("--cpu-rate", type=int, default=10000, help="queries/s for the CPU-per-query measure")
     p.add_argument("--no-srv", action=argparse.BooleanOptionalAction, default=True,
                    help="also run the mix without SRV (dnsmasq's best case: hosts only)")
     p.add_argument("--json", help="also write the results here")
@@ -185,6 +214,9 @@ def main() -> int:
         nosrv = qps_bench(args, tmp, srv=False) if args.no_srv and args.rounds else None
         mem = memory_bench(args, tmp) if args.memory_services else {}
     summary = {**({"mix": summarize(qps)} if qps else {}), **({"no_srv_mix": summarize(nosrv)} if nosrv else {})}
+    for key, run in (("mix", qps), ("no_srv_mix", nosrv)):
+        if run:
+            summary[key]["cpu_us_per_query"] = run["cpu_us_per_query"]
     print(json.dumps({"qps": summary, "memory": mem}, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": [qps, nosrv], "summary": summary, "memory": mem}, indent=2))
