@@ -167,6 +167,7 @@ class Demo:
         print(f"  {rounds} Services: p50 {statistics.median(ms):.0f} ms, max {ms[-1]:.0f} ms "
               f"(includes kubectl apply + get, ~{_kubectl_cost(self)*1000:.0f} ms of it; changes closer than the "
               "proxy's 1s min-sync-period wait for it)")
+        time.sleep(2.0)  # again from a quiet proxy: the deletions above just synced
         self.endpoint_change()
         metric = self.run_in("node-2", "curl -s -m 2 http://127.0.0.1:10249/metrics")
         values = {}
