@@ -151,7 +151,7 @@ class PodWorker:
                 result = await agent.cni.add(net, att)
             log.debug("pod %s: netns %.0f ms, CNI wait %.0f ms, CNI ADD %.0f ms", spec.key, (t1 - t0) * 1000,
                       (t2 - t1) * 1000, (time.monotonic() - t2) * 1000)
-        except (CNIError, OSError, Exception) as exc:  # noqa: BLE001 - report and retry
+        except Exception as exc:  # noqa: BLE001 - CNIError, OSError, ...: report and retry
             self.error = f"failed to set up sandbox: {exc}"
             log.warning("pod %s: %s", spec.key, self.error)
             self.retry_at = time.time() + 2.0
@@ -332,7 +332,7 @@ class PodWorker:
         spec = self.spec
         if obj is not None:
             try:
-                spec = parse_pod_spec(obj)
+                spec = self.spec = parse_pod_spec(obj)
             except AgentError:
                 pass
         grace = core.kill_grace(spec)
