@@ -19,14 +19,14 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help_)
         s.add_argument("--name", default="lab", help="lab name (default lab)")
         if name == "up":
-            s.add_argument("--nodes", type=int, default=2)
+            s.add_argument("--nodes", type=int, default=2, help="number of nodes, 1-9 (default 2)")
             s.add_argument("--no-dns", action="store_true", help="do not deploy cluster DNS")
-            s.add_argument("--timeout", type=float, default=120.0)
+            s.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for Ready (120)")
             s.add_argument("--cni", choices=["podnet", "reference"], default="podnet",
                            help="podnet-bridge/podnet-ipam (default) or the reference bridge/host-local")
         if name == "exec":
             s.add_argument("-n", "--namespace", default="default", help="pod namespace")
-            s.add_argument("target", help="NODE or POD (or NAMESPACE/POD)")
+            s.add_argument("target", help="node-N, hub, client, or a POD (or NAMESPACE/POD); options go before it")
             s.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     return p
 

@@ -41,6 +41,10 @@ def test_up_status_exec_and_down_after_a_crash() -> None:
         assert "10.250.0.11/24" in addr.stdout
         route = lab("exec", "--name", name, "hub", "--", "ip", "route")
         assert "default" not in route.stdout  # no way out of the lab
+        out = lab("exec", "--name", name, "node-1", "--", "ip", "route", "get", "192.0.2.1")
+        assert "via 10.250.0.1" in out.stdout  # the node's default goes to the hub ...
+        out = lab("exec", "--name", name, "hub", "--", "ip", "route", "get", "192.0.2.1")
+        assert out.returncode != 0 and "unreachable" in out.stderr  # ... which has no uplink
         bad = lab("exec", "--name", name, "nosuchpod", "--", "true")
         assert bad.returncode == 1 and "neither a node" in bad.stderr
         again = lab("up", "--name", name, "--nodes", "1")
