@@ -85,7 +85,44 @@ def container_decision(policy: RestartPolicy, state: ContainerState | None, now:
     return Decision(Step.START) if now >= at else Decision(Step.WAIT, at)
 
 
+def init_completed(state: ContainerState | None) -> bool:
+    return state is not None and not state.running and state.last is not None and state.last.exit_code == 0
+
+
+@dataclass(frozen=True)
+class InitProgress:
+    done: bool  # every init container exited 0: the app containers may start
+    failed: bool  # an init container failed and the policy (Never) does not retry: pod Failed
+    decision: Decision  # for `name`
+    name: str = ""  # the init container to act on
+
+
+def init_progress(spec: PodSpec, states: Mapping[str, ContainerState], now: float,
+                  backoff_base: float = 10.0) -> InitProgress:
+    """Init containers run in order, each to a zero exit; a failure restarts it (with back-off)
+    unless restartPolicy is Never, which fails the pod (kubelet's rules)."""
+    for c in spec.init_containers:
+        s = states.get(c.name)
+        if s is None or not s.ever_started:
+            return InitProgress(False, False, Decision(Step.START), c.name)
+        if s.running or s.last is None:
+            return InitProgress(False, False, Decision(Step.NOTHING), c.name)
+        if s.last.exit_code == 0:
+            continue
+        if spec.restart_policy is RestartPolicy.NEVER:
+            return InitProgress(False, True, Decision(Step.NOTHING), c.name)
+        at = s.last.finished_at + backoff(s.restart_count, backoff_base)
+        return InitProgress(False, False, Decision(Step.START) if now >= at else Decision(Step.WAIT, at), c.name)
+    return InitProgress(True, False, Decision(Step.NOTHING))
+
+
 def pod_phase(spec: PodSpec, states: Mapping[str, ContainerState], sandbox_ready: bool) -> str:
+    if spec.init_containers:
+        init = init_progress(spec, states, 0.0)
+        if init.failed:
+            return "Failed"
+        if not init.done:
+            return "Pending"
     current = [states.get(c.name) for c in spec.containers]
     if not sandbox_ready or any(s is None or not s.ever_started for s in current):
         return "Pending"
@@ -194,6 +231,8 @@ def render_pod_status(spec: PodSpec, states: Mapping[str, ContainerState], *, sa
             out["reason"], out["message"] = reason, message
         return out
 
+    initialized = init_progress(spec, states, now).done
+    pending_init = [c.name for c in spec.init_containers if not init_completed(states.get(c.name))]
     reason = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
     msg = "" if reason == "PodCompleted" else f"containers with unready status: [{' '.join(not_ready)}]"
     ready = ready_all and phase == "Running"
@@ -201,7 +240,8 @@ def render_pod_status(spec: PodSpec, states: Mapping[str, ContainerState], *, sa
         "phase": phase,
         "conditions": [
             cond("PodReadyToStartContainers", sandbox_ready),
-            cond("Initialized", True),
+            cond("Initialized", initialized, "ContainersNotInitialized",
+                 f"containers with incomplete status: [{' '.join(pending_init)}]"),
             cond("Ready", ready, reason, msg),
             cond("ContainersReady", ready, reason, msg),
             cond("PodScheduled", True),
@@ -212,6 +252,9 @@ def render_pod_status(spec: PodSpec, states: Mapping[str, ContainerState], *, sa
         "containerStatuses": [_container_status(c, states.get(c.name), spec.uid) for c in spec.containers],
         "qosClass": "BestEffort",
     }
+    if spec.init_containers:
+        status["initContainerStatuses"] = [_container_status(c, states.get(c.name), spec.uid)
+                                           for c in spec.init_containers]
     if pod_ips:
         status["podIP"] = pod_ips[0]
         status["podIPs"] = [{"ip": ip} for ip in pod_ips]

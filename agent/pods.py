@@ -111,6 +111,11 @@ class PodWorker:
         if rec is None:
             return {}
         out = {}
+        for c in spec.init_containers:
+            proc = rec.containers.get(c.name)
+            if proc is not None:
+                st = proc.state(False)
+                out[c.name] = core.with_ready(st, core.init_completed(st))  # a finished init is "ready"
         for c in spec.containers:
             proc = rec.containers.get(c.name)
             if proc is None:
@@ -179,6 +184,10 @@ class PodWorker:
         return True
 
     def _start_containers(self, rec: PodRecord, spec: PodSpec, now: float) -> float:
+        if spec.init_containers:
+            init = core.init_progress(spec, self._states(spec), now, self.agent.opts.restart_backoff)
+            if not init.done:
+                return self._step_init(rec, spec, init, now)
         next_due = now + 60
         changed = False
         for c in spec.containers:
@@ -199,6 +208,20 @@ class PodWorker:
     def _started(self, c: Container) -> bool:
         timer = self.startup.get(c.name)
         return c.startup is None or (timer is not None and timer.state.ready)
+
+    def _step_init(self, rec: PodRecord, spec: PodSpec, init: core.InitProgress, now: float) -> float:
+        c = next(c for c in spec.init_containers if c.name == init.name) if init.name else None
+        if c is None or init.failed:
+            return now + 60
+        if init.decision.step is core.Step.START:
+            self.agent.runtime.start(rec, c, "" if spec.host_network else spec.hostname or spec.name)
+            self.agent.runtime.save(rec)
+            return now + 0.1
+        proc = rec.containers.get(c.name)
+        if init.decision.step is core.Step.WAIT and proc is not None:
+            proc.waiting_reason = "CrashLoopBackOff"
+            return init.decision.at
+        return now + 0.25
 
     def _reset_probes(self, c: Container, now: float) -> None:
         if c.startup:

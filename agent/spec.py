@@ -84,6 +84,7 @@ class PodSpec:
     deleting: bool  # metadata.deletionTimestamp set
     deletion_grace: int | None  # metadata.deletionGracePeriodSeconds
     host_network: bool = False
+    init_containers: tuple[Container, ...] = ()  # run one by one to completion before `containers`
 
     @property
     def key(self) -> str:
@@ -230,6 +231,8 @@ def parse_pod_spec(pod: Mapping[str, Any], pod_ip: str = "", host_ip: str = "",
         deleting=bool(meta.get("deletionTimestamp")),
         deletion_grace=None if dgrace is None else int(dgrace),
         host_network=bool(spec.get("hostNetwork", False)),
+        init_containers=tuple(parse_container(pod, c, pod_ip, host_ip, base_env)
+                              for c in spec.get("initContainers") or []),
     )
 
 

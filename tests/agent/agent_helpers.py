@@ -76,6 +76,8 @@ def is_ready(p: dict[str, Any]) -> bool:
 def pod(name: str, command: list[str], **spec: Any) -> dict[str, Any]:
     containers = spec.pop("containers", None) or [{"name": "main", "command": command}]
     containers = [{"image": "host", **c} for c in containers]
+    if "initContainers" in spec:
+        spec["initContainers"] = [{"image": "host", **c} for c in spec["initContainers"]]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default",
                                                              "labels": {"app": name}},
             "spec": {"containers": containers, **spec}}

@@ -187,3 +187,40 @@ def test_pre_stop_hooks() -> None:
     assert spec.containers[0].pre_stop.command == ("nginx", "-s", "quit")  # type: ignore[union-attr]
     with pytest.raises(AgentError, match="lifecycle handler"):
         parse_pod_spec(raw_pod(lifecycle={"preStop": {"tcpSocket": {}}}))
+
+
+def test_init_containers_run_in_order_then_the_app() -> None:
+    pod = raw_pod("Always")
+    pod["spec"]["initContainers"] = [{"name": "i1", "image": "x", "command": ["true"]},
+                                     {"name": "i2", "image": "x", "command": ["true"]}]
+    spec = parse_pod_spec(pod)
+    assert [c.name for c in spec.init_containers] == ["i1", "i2"]
+    p = core.init_progress(spec, {}, 0)
+    assert not p.done and p.name == "i1" and p.decision.step is Step.START
+    ok = ContainerState("i1", False, 0, 1.0, 0, Termination(0, "Completed", 1.0, 2.0))
+    running = ContainerState("i2", True, 5, 3.0)
+    p = core.init_progress(spec, {"i1": ok}, 5)
+    assert p.name == "i2" and p.decision.step is Step.START
+    p = core.init_progress(spec, {"i1": ok, "i2": running}, 5)
+    assert p.name == "i2" and p.decision.step is Step.NOTHING and not p.done
+    assert core.pod_phase(spec, {"i1": ok, "i2": running}, True) == "Pending"
+    done = {"i1": ok, "i2": ContainerState("i2", False, 0, 3.0, 0, Termination(0, "Completed", 3.0, 4.0))}
+    assert core.init_progress(spec, done, 5).done
+    st = core.render_pod_status(spec, done, sandbox_ready=True, pod_ips=[], host_ip="h", start_time=1, now=5)
+    assert next(c for c in st["conditions"] if c["type"] == "Initialized")["status"] == "True"
+    assert [s["name"] for s in st["initContainerStatuses"]] == ["i1", "i2"]
+    pending = core.render_pod_status(spec, {"i1": ok}, sandbox_ready=True, pod_ips=[], host_ip="h", start_time=1,
+                                     now=5)
+    init_cond = next(c for c in pending["conditions"] if c["type"] == "Initialized")
+    assert init_cond["status"] == "False" and init_cond["message"] == "containers with incomplete status: [i2]"
+
+
+def test_failed_init_container_restarts_or_fails_the_pod() -> None:
+    bad = ContainerState("i1", False, 0, 1.0, 1, Termination(1, "Error", 1.0, 2.0))
+    for policy, phase in (("Never", "Failed"), ("OnFailure", "Pending"), ("Always", "Pending")):
+        pod = raw_pod(policy)
+        pod["spec"]["initContainers"] = [{"name": "i1", "image": "x", "command": ["false"]}]
+        spec = parse_pod_spec(pod)
+        assert core.pod_phase(spec, {"i1": bad}, True) == phase
+    p = core.init_progress(spec, {"i1": bad}, 3.0, backoff_base=10)
+    assert p.decision.step is Step.WAIT and p.decision.at == 12.0

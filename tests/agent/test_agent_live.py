@@ -232,3 +232,22 @@ async def test_agent_crash_during_sandbox_setup_recovers(cluster: OneNode) -> No
                                           f"http://{ip}:8080/").stdout == "200", 10), cluster.log()
     leases = [f.name for f in (cluster.dir / "agent" / "ipam").rglob("10.244.*")]
     assert leases == [ip]  # the interrupted attachment's IP was released, not leaked
+
+
+async def test_init_containers_run_first(cluster: OneNode) -> None:
+    c = cluster.client
+    marker = cluster.dir / "init-order"
+    await c.create(PODS, pod("withinit", [], initContainers=[
+        {"name": "first", "command": ["sh", "-c", f"echo first >> {marker}"]},
+        {"name": "second", "command": ["sh", "-c", f"sleep 0.3; echo second >> {marker}"]}],
+        containers=[{"name": "app", "command": ["sh", "-c", f"echo app >> {marker}; exec sleep 1000"]}]))
+    p = await wait_pod(c, "withinit", is_ready, 30)
+    assert marker.read_text().split() == ["first", "second", "app"]
+    inits = p["status"]["initContainerStatuses"]
+    assert [s["state"]["terminated"]["reason"] for s in inits] == ["Completed", "Completed"]
+    await c.create(PODS, pod("badinit", ["sh", "-c", f"echo bad-app >> {marker}"], restartPolicy="Never",
+                             initContainers=[{"name": "fail", "image": "host", "command": ["false"]}]))
+    p = await wait_pod(c, "badinit", lambda p: p["status"].get("phase") == "Failed", 30)
+    assert p["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
+    await asyncio.sleep(0.5)
+    assert "bad-app" not in marker.read_text().split()  # the app container never ran
