@@ -52,6 +52,7 @@ class Options:
     labels: dict[str, str] = field(default_factory=dict)
     max_parallel_cni: int = 8
     cni_daemon_socket: str = ""
+    cni_portmap: bool = False
 
 
 class Agent:
@@ -278,7 +279,7 @@ class Agent:
     def _write_cni_conf(self) -> None:
         conf = render_conflist("podnet", self.pod_cidr, data_dir=str(Path(self.opts.root_dir) / "ipam"),
                                plugin=self.opts.cni_plugin, ipam=self.opts.cni_ipam,
-                               daemon_socket=self.opts.cni_daemon_socket)
+                               daemon_socket=self.opts.cni_daemon_socket, portmap=self.opts.cni_portmap)
         d = Path(self.opts.cni_conf_dir)
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / ".10-podnet.conflist.tmp"

@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cni-ipam", default="podnet-ipam", help="IPAM plugin type for --write-cni-conf")
     p.add_argument("--cni-daemon-socket", default="",
                    help="daemonSocket for podnet-bridge in the written conflist (a `podnet cni daemon`)")
+    p.add_argument("--cni-portmap", action="store_true",
+                   help="chain the portmap plugin in the written conflist (hostPort via portMappings)")
     p.add_argument("--non-masquerade-cidr", type=_cidr, default=None,
                    help="masquerade pod traffic leaving this CIDR (kubenet); empty = no rule")
     p.add_argument("--no-host-gw", action="store_true", help="do not program routes to other Nodes' podCIDRs")
@@ -87,7 +89,7 @@ async def _serve(args: argparse.Namespace) -> int:
         root_dir=args.root_dir, write_cni_conf=args.write_cni_conf, cni_plugin=args.cni_plugin,
         cni_ipam=args.cni_ipam, non_masquerade_cidr=args.non_masquerade_cidr or "", host_gw=not args.no_host_gw,
         restart_backoff=args.restart_backoff, labels=dict(args.node_label),
-        cni_daemon_socket=args.cni_daemon_socket)
+        cni_daemon_socket=args.cni_daemon_socket, cni_portmap=args.cni_portmap)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -109,6 +109,7 @@ class Attachment:
     netns: str  # path
     ifname: str
     args: str
+    runtime_config: Mapping[str, Any] = field(default_factory=dict)  # e.g. portMappings, by capability
 
 
 class CNIRuntime:
@@ -141,7 +142,8 @@ class CNIRuntime:
         proc = await asyncio.create_subprocess_exec(binary, env=env, stdin=asyncio.subprocess.PIPE,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(plugin_stdin(net, plugin, prev)), self.timeout)
+            out, err = await asyncio.wait_for(proc.communicate(plugin_stdin(net, plugin, prev, att.runtime_config)),
+                                              self.timeout)
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()
@@ -199,7 +201,8 @@ def network_to_dict(net: NetworkConfig) -> dict[str, Any]:
 
 def render_conflist(name: str, pod_cidr: str, *, bridge: str = "cni0", data_dir: str = "",
                     plugin: str = "podnet-bridge", ipam: str = "podnet-ipam", mtu: int = 0,
-                    ip_masq: bool = False, cni_version: str = "1.0.0", daemon_socket: str = "") -> dict[str, Any]:
+                    ip_masq: bool = False, cni_version: str = "1.0.0", daemon_socket: str = "",
+                    portmap: bool = False) -> dict[str, Any]:
     """The conflist the agent writes for its podCIDR (kubenet-style: bridge + host-local IPAM)."""
     ipam_conf: dict[str, Any] = {"type": ipam, "ranges": [[{"subnet": pod_cidr}]]}
     if data_dir:
@@ -210,4 +213,21 @@ def render_conflist(name: str, pod_cidr: str, *, bridge: str = "cni0", data_dir:
         bridge_conf["mtu"] = mtu
     if daemon_socket:
         bridge_conf["daemonSocket"] = daemon_socket  # podnet-bridge's node-local fast path
-    return {"cniVersion": cni_version, "name": name, "plugins": [bridge_conf]}
+    plugins: list[dict[str, Any]] = [bridge_conf]
+    if portmap:  # hostPort support through the runtime's portMappings capability
+        plugins.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True})
+    return {"cniVersion": cni_version, "name": name, "plugins": plugins}
+
+
+def port_mappings(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The portMappings runtimeConfig for a pod's containers' hostPorts (as kubelet/CRI pass them)."""
+    out = []
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for p in c.get("ports") or []:
+            if p.get("hostPort"):
+                m: dict[str, Any] = {"hostPort": int(p["hostPort"]), "containerPort": int(p.get("containerPort") or 0),
+                                     "protocol": str(p.get("protocol") or "TCP").lower()}
+                if p.get("hostIP"):
+                    m["hostIP"] = str(p["hostIP"])
+                out.append(m)
+    return out

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent import core
-from agent.cni import Attachment, CNIError, cni_args, network_to_dict, parse_network, result_ips
+from agent.cni import Attachment, CNIError, cni_args, network_to_dict, parse_network, port_mappings, result_ips
 from agent.probes import run_probe
 from agent.runtime import PodRecord, netns_name
 from agent.spec import AgentError, Container, PodSpec, Probe, ProbeKind, parse_pod_spec
@@ -149,8 +149,9 @@ class PodWorker:
             t1 = time.monotonic()
             rec.network = network_to_dict(net)
             rt.save(rec)  # before ADD: a crash now still lets the next agent DEL it
+            rec.runtime_config = {"portMappings": port_mappings(obj)} if port_mappings(obj) else {}
             att = Attachment(rec.container_id, f"/run/netns/{rec.netns}", rec.ifname,
-                             cni_args(spec.namespace, spec.name, rec.container_id, spec.uid))
+                             cni_args(spec.namespace, spec.name, rec.container_id, spec.uid), rec.runtime_config)
             async with agent.cni_slots:
                 t2 = time.monotonic()
                 result = await agent.cni.add(net, att)
@@ -381,7 +382,7 @@ class PodWorker:
             try:
                 net = parse_network(rec.network)
                 att = Attachment(rec.container_id, f"/run/netns/{rec.netns}", rec.ifname,
-                                 cni_args(rec.namespace, rec.name, rec.container_id, rec.uid))
+                                 cni_args(rec.namespace, rec.name, rec.container_id, rec.uid), rec.runtime_config)
                 async with self.agent.cni_slots:
                     await self.agent.cni.delete(net, att, rec.cni_result)
             except CNIError as exc:

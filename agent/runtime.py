@@ -89,6 +89,7 @@ class PodRecord:
     ifname: str = "eth0"
     network: dict[str, Any] | None = None  # the conflist used for ADD (DEL uses the same)
     cni_result: dict[str, Any] | None = None
+    runtime_config: dict[str, Any] = field(default_factory=dict)  # what ADD got (DEL gets the same)
     pod_ips: list[str] = field(default_factory=list)
     start_time: float = 0.0
     sandbox_ready: bool = False

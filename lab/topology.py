@@ -125,7 +125,7 @@ def agent_argv(t: Topology, n: NodePlan, python: str = sys.executable, cni: str 
                ["--cni-daemon-socket", str(n.cni_socket)])
     return [python, "-m", "podnet", "agent", "--server", t.api_url, "--node", n.name, "--node-ip", n.ip,
             "--cni-bin-dir", f"{t.cni_bin_dir}:{REFERENCE_CNI_DIR}", "--cni-conf-dir", str(n.cni_conf_dir),
-            "--write-cni-conf", *plugins,
+            "--write-cni-conf", "--cni-portmap", *plugins,
             "--non-masquerade-cidr", CLUSTER_CIDR, "--cluster-dns", CLUSTER_DNS,
             "--cluster-domain", CLUSTER_DOMAIN, "--root-dir", str(n.root_dir)]
 

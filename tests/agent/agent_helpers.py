@@ -36,7 +36,7 @@ class OneNode:
         self.agent = netns.popen_net(self.ns, [
             sys.executable, "-m", "podnet", "agent", "--server", "http://127.0.0.1:6443", "--node", "n1",
             "--node-ip", NODE_IP, "--cni-bin-dir", self.bin_dir, "--cni-conf-dir", str(self.dir / "net.d"),
-            "--write-cni-conf", "--cni-plugin", self.plugin, "--cni-ipam", self.ipam,
+            "--write-cni-conf", "--cni-plugin", self.plugin, "--cni-ipam", self.ipam, "--cni-portmap",
             "--root-dir", str(self.dir / "agent"), "--restart-backoff", "0.5", "--log-level", "DEBUG"],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         self.box.processes.append(self.agent)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cni import Attachment, CNIError, CNIRuntime, load_network, parse_network, plugin_stdin, render_conflist, result_ips
+from agent.cni import (Attachment, CNIError, CNIRuntime, load_network, parse_network, plugin_stdin, port_mappings,
+                       render_conflist, result_ips)
 
 FAKE = """#!/bin/sh
 conf=$(cat)
@@ -56,6 +57,20 @@ def test_render_conflist() -> None:
     p = c["plugins"][0]
     assert p["type"] == "podnet-bridge" and p["ipam"]["ranges"] == [[{"subnet": "10.244.3.0/24"}]]
     assert p["ipam"]["dataDir"] == "/d" and p["daemonSocket"] == "/s" and p["isDefaultGateway"]
+
+
+def test_portmap_chain_and_port_mappings() -> None:
+    c = render_conflist("podnet", "10.244.3.0/24", portmap=True)
+    assert c["plugins"][1] == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
+    pod = {"spec": {"containers": [
+        {"name": "a", "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 81}]},
+        {"name": "b", "ports": [{"containerPort": 53, "hostPort": 5353, "protocol": "UDP", "hostIP": "10.0.0.1"}]}]}}
+    assert port_mappings(pod) == [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+                                  {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "10.0.0.1"}]
+    net = parse_network(c)
+    conf = json.loads(plugin_stdin(net, net.plugins[1], {"ips": []}, {"portMappings": port_mappings(pod)}))
+    assert conf["runtimeConfig"]["portMappings"][0]["hostPort"] == 8080
+    assert "runtimeConfig" not in json.loads(plugin_stdin(net, net.plugins[0], None, {"portMappings": []}))
 
 
 def test_result_ips_ipv4_first() -> None:

@@ -251,3 +251,22 @@ async def test_init_containers_run_first(cluster: OneNode) -> None:
     assert p["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
     await asyncio.sleep(0.5)
     assert "bad-app" not in marker.read_text().split()  # the app container never ran
+
+
+async def test_host_port_through_portmap_chain(cluster: OneNode) -> None:
+    c = cluster.client
+    conf = json.loads((cluster.dir / "net.d" / "10-podnet.conflist").read_text())
+    assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap"]  # a real chain: prevResult flows
+    await c.create(PODS, pod("hp", HTTP, containers=[{
+        "name": "web", "command": HTTP, "ports": [{"containerPort": 8080, "hostPort": 18080}]}]))
+    p = await wait_pod(c, "hp", is_ready)
+    uid = p["metadata"]["uid"]
+    state = json.loads((cluster.dir / "agent" / "pods" / uid / "state.json").read_text())
+    assert state["runtime_config"] == {"portMappings": [{"hostPort": 18080, "containerPort": 8080,
+                                                         "protocol": "tcp"}]}
+    assert netns.wait_for(lambda: in_node(cluster, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                          f"http://{NODE_IP}:18080/").stdout == "200", 10)
+    assert "18080" in in_node(cluster, "iptables-save", "-t", "nat").stdout
+    await c.delete(PODS, "hp", namespace="default")
+    assert netns.wait_for(lambda: not netns.exists(netns_name(uid)), 15)
+    assert netns.wait_for(lambda: "18080" not in in_node(cluster, "iptables-save", "-t", "nat").stdout, 10)
