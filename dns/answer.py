@@ -61,8 +61,10 @@ class _Query:
 
 
 def _header(query: DNSRecord, rcode: int, aa: bool) -> DNSHeader:
-    h = query.header
-    return DNSHeader(id=h.id, qr=1, opcode=h.opcode, aa=int(aa), rd=h.rd, ra=1, rcode=rcode)
+    """QR, the query's opcode and RD, RA, AA when authoritative (built as one bitmap: dnslib's
+    per-flag setters cost more than the rest of the answer)."""
+    bits = query.header.bitmap
+    return DNSHeader(id=query.header.id, bitmap=0x8000 | (bits & 0x7900) | (0x0400 if aa else 0) | 0x0080 | rcode)
 
 
 def _edns_of(query: DNSRecord) -> RR | None:

@@ -6,6 +6,7 @@ names of answers echo the query's spelling; targets are the canonical lowercase 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -34,6 +35,13 @@ class Result:
                       self.additional + then.additional, then.cname_target)
 
 
+@functools.lru_cache(maxsize=64)
+def _soa(owner: str, zone: str, serial: int, ttl: int) -> RR:
+    """The SOA record, built once per (owner, serial, ttl): RRs are never mutated once built."""
+    return RR(owner, QTYPE.SOA, ttl=ttl, rdata=SOA("ns.dns." + zone, "hostmaster." + zone,
+                                                   (serial, 7200, 1800, 86400, ttl)))
+
+
 class Records:
     def __init__(self, view: ClusterView, ttl: int, zone: str, pod_mode: str) -> None:
         self.view = view
@@ -43,9 +51,7 @@ class Records:
 
     # ---------------------------------------------------------------- helpers
     def soa(self, owner: str | None = None) -> RR:
-        return RR(owner or self.zone, QTYPE.SOA, ttl=self.ttl, rdata=SOA(
-            "ns.dns." + self.zone, "hostmaster." + self.zone,
-            (self.view.serial, 7200, 1800, 86400, self.ttl)))
+        return _soa(owner or self.zone, self.zone, self.view.serial, self.ttl)
 
     def fqdn(self, relative: str) -> str:
         return f"{relative}.{self.zone}"
