@@ -154,8 +154,10 @@ class Lab:
 
     def _start_processes(self) -> None:
         t = self.t
-        subprocess.run([sys.executable, "-m", "podnet", "cni", "install", "--bin-dir", str(t.cni_bin_dir),
-                        "--conf-dir", ""], check=True, capture_output=True, cwd=REPO)
+        out = subprocess.run([sys.executable, "-m", "podnet", "cni", "install", "--bin-dir", str(t.cni_bin_dir),
+                              "--conf-dir", ""], capture_output=True, text=True, cwd=REPO)
+        if out.returncode != 0:
+            raise LabError(f"podnet cni install failed: {out.stderr.strip()[-1000:]}")
         self._spawn("controlplane", t.hub, topo.controlplane_argv(t))
         self.state.relay_port = _free_port()
         self._spawn("relay", None, topo.relay_argv(t, self.state.relay_port))
