@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     from lab.lab import Lab
     from lab.topology import LabError
+    from podnet.netns import NetnsError
 
     args = build_parser().parse_args(argv)
     if os.geteuid() != 0:
@@ -68,7 +69,7 @@ def main(argv: list[str]) -> int:
             return 2
         argv_ = asyncio.run(lab.exec_argv(args.target, command, args.namespace))
         return subprocess.call(argv_)
-    except LabError as exc:
+    except (LabError, NetnsError) as exc:
         print(f"podnet lab: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

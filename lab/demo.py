@@ -20,6 +20,7 @@ from typing import Any
 
 from lab.lab import Lab
 from lab.topology import LabError
+from podnet.netns import NetnsError
 
 REPO = Path(__file__).resolve().parent.parent
 NODEPORT = 30080
@@ -254,7 +255,7 @@ def main(argv: list[str]) -> int:
         demo.delete_pod()
         demo.latency()
         ok = True
-    except (LabError, subprocess.SubprocessError, OSError) as exc:
+    except (LabError, NetnsError, subprocess.SubprocessError, OSError) as exc:
         print(f"\npodnet demo failed: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
