@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict[str, Any]]] = {"sync": [], "datapath": []}
     if not args.skip_sync:
         print("\n## sync (render + one iptables-restore --noflush)")
-        print("| backend | Services x eps | restore lines | full sync s (restore s) | one-Service change ms (restore ms)"
-              " | one-Service add ms | full resync s | peak RSS MiB | render-only s |")
+        print("| backend | Services x eps | restore lines | full sync s (restore s) | one-Service change ms, median of 5"
+              " (restore ms) | one-Service add ms, median of 3 | full resync s | peak RSS MiB | render-only s |")
         print("|---|---|---|---|---|---|---|---|---|")
         for size in (int(s) for s in args.sizes.split(",") if s):
             for mode in (m for m in args.backends.split(",") if m):
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {mode} | {size} x {args.endpoints} | {f['lines']} | {f['total_s']:.2f} ({f['restore_s']:.2f})"
                       f" | {c['total_s'] * 1000:.0f} ({c['restore_s'] * 1000:.0f}) | {a['total_s'] * 1000:.0f}"
                       f" | {rs['total_s']:.2f} | {r['maxrss_mb']:.0f} | {r['render_only_s']:.2f} |", flush=True)
+                print(f"|   | runs (ms): change {r['partial_change_one_runs_ms']}, add {r['partial_add_one_runs_ms']}"
+                      " | | | | | | | |", flush=True)
                 if size == 10000:
                     print(f"|   | ratio to anchor (add one @10k, 141 ms) | | | | "
                           f"{a['total_s'] * 1000 / ANCHOR_ADD_ONE_10K_MS:.1f}x | | | |", flush=True)
