@@ -10,6 +10,7 @@ APT_PACKAGES=(
   dnsutils knot-dnsutils dnsperf dnsmasq-base               # dig/kdig/dnsperf judges, dnsmasq anchor
   etcd-server                                               # anchor of the control plane benchmark
   containernetworking-plugins                               # reference CNI plugins (cross-pairing tests)
+  curl                                                      # HTTP client of the lab demo and e2e tests
   python3-venv python3-dev gcc                              # building the venv
 )
 
