@@ -38,6 +38,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--health-listen", default=":8080", help="/health address ('' to disable)")
     p.add_argument("--ready-listen", default=":8181", help="/ready address ('' to disable)")
     p.add_argument("--metrics-listen", default=":9153", help="/metrics address ('' to disable)")
+    p.add_argument("--lameduck", type=float, default=0.0,
+                   help="on SIGTERM keep answering this many seconds with /ready 503 (kubeadm's CoreDNS: 5)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes sharing the port with SO_REUSEPORT, each with its own informers (default 1)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -75,6 +77,8 @@ async def run(args: argparse.Namespace, *, worker: int = 0, stop: asyncio.Event 
         "podnet_dns_ready": lambda: float(sync.synced),
         "podnet_dns_services": lambda: float(len(server.view.services) if server.view else 0),
         "podnet_dns_view_generation": lambda: float(server.view.generation if server.view else 0),
+        "process_resident_memory_bytes": _rss_bytes,
+        "process_cpu_seconds_total": lambda: sum(os.times()[:2]),
     })
     http_servers: list[asyncio.Server] = []
     if worker == 0:
@@ -90,6 +94,10 @@ async def run(args: argparse.Namespace, *, worker: int = 0, stop: asyncio.Event 
              ",".join(map(str, upstreams)) or "none")
     try:
         await stop.wait()
+        if args.lameduck > 0:  # let the Service endpoints drop us before the socket closes
+            server.draining = True
+            log.info("lameduck: answering %.1f s more", args.lameduck)
+            await asyncio.sleep(args.lameduck)
     finally:
         for srv in http_servers:
             srv.close()
@@ -102,6 +110,8 @@ async def run(args: argparse.Namespace, *, worker: int = 0, stop: asyncio.Event 
 async def _start_http(args: argparse.Namespace, server: DNSServer, sync: Any) -> list[asyncio.Server]:
     def ready() -> tuple[int, str, str]:
         waiting = sync.not_ready()
+        if server.draining:
+            return 503, "Shutting down\n", "text/plain"
         if sync.synced and server.view is not None:
             return 200, "OK", "text/plain"
         return 503, "Still waiting on: " + ", ".join(waiting or ["first view"]) + "\n", "text/plain"
@@ -119,6 +129,13 @@ async def _start_http(args: argparse.Namespace, server: DNSServer, sync: Any) ->
         if listen:
             listens.setdefault(listen, {}).update(routes[kind])
     return [await serve(listen, r) for listen, r in listens.items()]
+
+
+def _rss_bytes() -> float:
+    try:
+        return float(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _die_with_parent() -> None:

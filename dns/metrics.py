@@ -10,6 +10,7 @@ Names (documented in dns/README.md):
   podnet_dns_forward_requests_total / _failures_total / _refused_total
   podnet_dns_malformed_total                        packets dropped or answered FORMERR
   podnet_dns_services, podnet_dns_view_generation, podnet_dns_ready
+  process_resident_memory_bytes, process_cpu_seconds_total
 """
 
 from __future__ import annotations
@@ -90,6 +91,6 @@ class Metrics:
         family("podnet_dns_malformed_total", "counter", "Malformed packets dropped or answered FORMERR.")
         out.append(f"podnet_dns_malformed_total {self.malformed}")
         for name, fn in sorted(self.gauges.items()):
-            family(name, "gauge", name.replace("_", " "))
-            out.append(f"{name} {fn():g}")
+            family(name, "counter" if name.endswith("_total") else "gauge", name.replace("_", " "))
+            out.append(f"{name} {fn():.10g}")
         return "\n".join(out) + "\n"

@@ -69,6 +69,7 @@ class DNSServer:
         self._udp: socket.socket | None = None
         self._io: BatchIO | None = None
         self._pktinfo = False
+        self.draining = False  # lameduck: still answering, /ready says 503
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.address: tuple[str, int] = ("", 0)

@@ -233,6 +233,8 @@ def test_health_ready_metrics(env: Env) -> None:
     assert code == 200
     assert 'podnet_dns_requests_total{proto="udp",type="TXT"}' in body
     assert "podnet_dns_request_duration_seconds_bucket" in body and "podnet_dns_ready 1" in body
+    rss = float(re.search(r"^process_resident_memory_bytes (\S+)", body, re.M).group(1))  # type: ignore[union-attr]
+    assert 10e6 < rss < 500e6
 
 
 def test_service_records_udp_tcp_dig_kdig(env: Env) -> None:
@@ -442,5 +444,21 @@ def test_pods_verified_follows_pod_ips(env: Env, tmp_path: Path) -> None:
         assert status(ask("10-88-0-5.default.pod.cluster.local")) == "NXDOMAIN"
         env.cp.kubectl("delete", "pod", "p1", "-n", "live4", "--grace-period=0", "--force", check=True)
         wait_for(lambda: status(ask("10-88-0-5.live4.pod.cluster.local")) == "NXDOMAIN", what="pod record gone")
+    finally:
+        dns.stop()
+
+
+def test_lameduck_keeps_answering_with_ready_503(env: Env, tmp_path: Path) -> None:
+    dns = start_dns(tmp_path, ["--kubeconfig", str(env.cp.kubeconfig)], "none", "--lameduck", "2")
+    try:
+        wait_for(lambda: dns.get("/ready")[0] == 200, what="dns ready")
+        dns.proc.terminate()
+        t0 = time.monotonic()
+        wait_for(lambda: dns.get("/ready")[0] == 503, timeout=2, what="ready 503 in lameduck")
+        out = subprocess.run(["dig", "@127.0.0.1", "-p", str(dns.port), "+time=1", "+tries=1",
+                              "kubernetes.default.svc.cluster.local"], capture_output=True, text=True).stdout
+        assert status(out) == "NOERROR", out
+        assert dns.proc.wait(10) == 0
+        assert time.monotonic() - t0 >= 1.5
     finally:
         dns.stop()
