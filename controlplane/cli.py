@@ -117,22 +117,44 @@ async def sweep(registry: Any, stop: asyncio.Event, margin: float, every: float 
             log.exception("terminating-pod sweep failed")
 
 
+def controller_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"service_cidr": args.service_cidr}
+    if args.cluster_cidr:
+        options["cluster_cidr"] = args.cluster_cidr
+    if args.node_cidr_mask_size:
+        options["node_cidr_mask_size"] = args.node_cidr_mask_size
+    return options
+
+
 async def serve(args: argparse.Namespace) -> int:
+    from controlplane import controllers
+    from controlplane.storage import Store
+
+    data_dir: Path = args.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    names = controllers.parse_names(args.controllers)
+    lock = lock_data_dir(data_dir)
+    try:
+        store = Store(data_dir / "state.db", history_capacity=args.history)
+        try:
+            return await _serve(args, store, names)
+        finally:
+            await store.stop_writer()
+            store.close()
+    finally:
+        lock.close()
+
+
+async def _serve(args: argparse.Namespace, store: Any, names: list[str]) -> int:
     from aiohttp import web
 
     from controlplane import controllers
     from controlplane.bootstrap import bootstrap
     from controlplane.registry import Registry
     from controlplane.server import APIServer
-    from controlplane.storage import Store
     from controlplane.watch import Hub
 
     host, port = args.listen
-    data_dir: Path = args.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    lock = lock_data_dir(data_dir)
-    names = controllers.parse_names(args.controllers)
-    store = Store(data_dir / "state.db", history_capacity=args.history)
     hub = Hub(store)
     registry = Registry(store, args.service_cidr, args.node_port_range)
     advertise = args.advertise_address or ("127.0.0.1" if host in ("0.0.0.0", "localhost", "::") else host)
@@ -141,36 +163,29 @@ async def serve(args: argparse.Namespace) -> int:
     api = APIServer(registry, hub, bookmark_interval=args.bookmark_interval)
     runner = web.AppRunner(api.app(), handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
-    await site.start()
-    url = loopback_url(host, port)
-    write_kubeconfig(data_dir / "kubeconfig", f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-                     if host not in ("0.0.0.0", "::") else url)
-    log.info("podnet controlplane serving on %s:%d (data %s, rv %d)", host, port, data_dir, store.rv)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    options: dict[str, Any] = {"service_cidr": args.service_cidr}
-    if args.cluster_cidr:
-        options["cluster_cidr"] = args.cluster_cidr
-    if args.node_cidr_mask_size:
-        options["node_cidr_mask_size"] = args.node_cidr_mask_size
-    client, tasks = await controllers.start(names, url, stop, options)
-    sweeper = asyncio.create_task(sweep(registry, stop, args.pod_gc_margin))
     try:
-        await stop.wait()
+        await web.TCPSite(runner, host, port, reuse_address=True, backlog=1024).start()
+        url = loopback_url(host, port)
+        write_kubeconfig(args.data_dir / "kubeconfig", f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+                         if host not in ("0.0.0.0", "::") else url)
+        log.info("podnet controlplane serving on %s:%d (data %s, rv %d)", host, port, args.data_dir, store.rv)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        client, tasks = await controllers.start(names, url, stop, controller_options(args))
+        sweeper = asyncio.create_task(sweep(registry, stop, args.pod_gc_margin))
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            stop.set()
+            await sweeper
+            api.stopping.set()
+            hub.close_all()
+            await controllers.stop_all(client, tasks)
     finally:
-        log.info("shutting down")
-        await sweeper
-        api.stopping.set()
-        hub.close_all()
-        await controllers.stop_all(client, tasks)
         await runner.cleanup()
-        await store.stop_writer()
-        store.close()
-        lock.close()
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from aiohttp import web
@@ -15,7 +16,7 @@ from controlplane import errors
 from controlplane.httpio import JSON_TYPE, Target, include_object, query_bool, wants_table
 from controlplane.registry import Registry, partner
 from controlplane.resources import Resource
-from controlplane.state import Entry, dumps, parse_rv, replay
+from controlplane.state import Entry, WatchFilter, dumps, parse_rv, replay
 from controlplane.storage import Store
 from controlplane.watch import Hub
 
@@ -41,36 +42,48 @@ def table_encoder(res: Resource, include: str) -> Encoder:
     return encode
 
 
-async def serve_watch(request: web.Request, t: Target, registry: Registry, hub: Hub, bookmark_interval: float,
-                      stopping: asyncio.Event) -> web.StreamResponse:
-    """A watch request, start to end (see the module docstring)."""
+@dataclass(frozen=True)
+class WatchOptions:
+    filt: WatchFilter
+    rv: int | None
+    timeout: float
+    bookmarks: bool
+    send_initial: bool
+    encode: Encoder | None
+
+
+def watch_options(request: web.Request, t: Target, registry: Registry) -> WatchOptions:
     q = request.query
-    filt = registry.watch_filter(t.res, t.namespace, q.get("labelSelector", ""), q.get("fieldSelector", ""))
+    fields = q.get("fieldSelector", "")
     if t.name is not None:  # /watch/.../name: the old per-object watch path
-        filt = registry.watch_filter(t.res, t.namespace, q.get("labelSelector", ""),
-                                     ",".join(x for x in (q.get("fieldSelector", ""),
-                                                          f"metadata.name={t.name}") if x))
-    rv = parse_rv(q.get("resourceVersion"))
+        fields = ",".join(x for x in (fields, f"metadata.name={t.name}") if x)
+    filt = registry.watch_filter(t.res, t.namespace, q.get("labelSelector", ""), fields)
     try:
         timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else 1800.0 * (1 + random.random())
     except ValueError:
         raise errors.BadRequest(f"invalid timeoutSeconds: {q.get('timeoutSeconds')!r}") from None
-    bookmarks = query_bool(request, "allowWatchBookmarks")
-    send_initial = query_bool(request, "sendInitialEvents")
-    encode = table_encoder(t.res, include_object(request)) if wants_table(request) else None
-    if rv and rv > registry.store.rv:
-        await wait_for_rv(registry.store, rv)
+    return WatchOptions(filt, parse_rv(q.get("resourceVersion")), timeout, query_bool(request, "allowWatchBookmarks"),
+                        query_bool(request, "sendInitialEvents"),
+                        table_encoder(t.res, include_object(request)) if wants_table(request) else None)
+
+
+async def serve_watch(request: web.Request, t: Target, registry: Registry, hub: Hub, bookmark_interval: float,
+                      stopping: asyncio.Event) -> web.StreamResponse:
+    """A watch request, start to end (see the module docstring)."""
+    opts = watch_options(request, t, registry)
+    if opts.rv and opts.rv > registry.store.rv:
+        await wait_for_rv(registry.store, opts.rv)
     resp = web.StreamResponse(status=200, headers={"Content-Type": JSON_TYPE, "Cache-Control": "no-cache"})
     resp.enable_chunked_encoding()
     # snapshot + subscribe happen with no await in between: no event is lost or doubled
     initial: list[Entry] = []
     try:
-        if send_initial or not rv:
-            initial = list(replay(registry.store.index, filt))
-            watcher = hub.subscribe(filt, None)
+        if opts.send_initial or not opts.rv:
+            initial = list(replay(registry.store.index, opts.filt))
+            watcher = hub.subscribe(opts.filt, None)
         else:
-            watcher = hub.subscribe(filt, rv)
-    except errors.Gone as err:
+            watcher = hub.subscribe(opts.filt, opts.rv)
+    except errors.Gone as err:  # HTTP 200 with one ERROR event, as upstream
         await resp.prepare(request)
         await resp.write(dumps({"type": "ERROR", "object": err.status()}).encode() + b"\n")
         await resp.write_eof()
@@ -78,19 +91,12 @@ async def serve_watch(request: web.Request, t: Target, registry: Registry, hub: 
     start_rv = registry.store.rv
     try:
         await resp.prepare(request)
-        chunk: list[bytes] = []
-        for entry in initial:
-            chunk.append((encode or plain_line)(entry.obj, "ADDED", entry.raw))
-            if len(chunk) >= 200:
-                await resp.write(b"".join(chunk))
-                chunk = []
-        if chunk:
-            await resp.write(b"".join(chunk))
-        if send_initial and bookmarks:
+        await _replay(resp, initial, opts.encode)
+        if opts.send_initial and opts.bookmarks:
             await resp.write(bookmark(t.res, start_rv, initial_end=True))
-        await _stream(stopping, bookmark_interval, registry.store, request, resp, watcher, t.res, timeout,
-                      bookmarks, encode)
-    except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+        await _stream(stopping, bookmark_interval, registry.store, request, resp, watcher, t.res, opts.timeout,
+                      opts.bookmarks, opts.encode)
+    except (ConnectionResetError, ConnectionError):
         pass
     finally:
         hub.unsubscribe(watcher)
@@ -99,6 +105,12 @@ async def serve_watch(request: web.Request, t: Target, registry: Registry, hub: 
     except (ConnectionResetError, ConnectionError, RuntimeError):
         pass
     return resp
+
+
+async def _replay(resp: web.StreamResponse, initial: list[Entry], encode: Encoder | None) -> None:
+    """The synthetic ADDED events, written in chunks of 200."""
+    for i in range(0, len(initial), 200):
+        await resp.write(b"".join((encode or plain_line)(e.obj, "ADDED", e.raw) for e in initial[i:i + 200]))
 
 
 async def wait_for_rv(store: Store, rv: int, timeout: float = 3.0) -> None:
