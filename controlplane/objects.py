@@ -177,7 +177,7 @@ def prepare_create(res: Resource, obj: JSON) -> None:
             status = obj["status"] = {}
         status.setdefault("phase", "Pending")
         if "qosClass" not in status:
-            status["qosClass"] = "BestEffort"
+            status["qosClass"] = pod_qos(obj.get("spec") or {})
     elif res.kind == "Service" and not isinstance(obj.get("status"), dict):
         obj["status"] = {"loadBalancer": {}}
 
@@ -215,6 +215,37 @@ def mark_graceful(obj: JSON, grace: int) -> JSON | None:
     if "generation" in om:
         om["generation"] = int(om["generation"]) + 1
     return out
+
+
+QOS_RESOURCES = ("cpu", "memory")
+
+
+def _dict(value: Any) -> JSON:
+    return value if isinstance(value, dict) else {}
+
+
+def _nonzero(value: Any) -> bool:
+    return str(value).strip() not in ("", "0", "0m", "0Mi", "0Gi", "0Ki", "0M", "0G", "0k")
+
+
+def pod_qos(spec: JSON) -> str:
+    """status.qosClass as upstream computes it (GetPodQOS): BestEffort without any cpu/memory
+    requests or limits, Guaranteed when every container limits both and requests equal limits,
+    else Burstable."""
+    containers = [c for key in ("initContainers", "containers") for c in spec.get(key) or [] if isinstance(c, dict)]
+    any_set = False
+    guaranteed = bool(containers)
+    for c in containers:
+        res = _dict(c.get("resources"))
+        requests = {k: v for k, v in _dict(res.get("requests")).items() if k in QOS_RESOURCES and _nonzero(v)}
+        limits = {k: v for k, v in _dict(res.get("limits")).items() if k in QOS_RESOURCES and _nonzero(v)}
+        any_set = any_set or bool(requests) or bool(limits)
+        if set(limits) != set(QOS_RESOURCES) or any(str(requests.get(k, limits[k])) != str(limits[k])
+                                                       for k in QOS_RESOURCES):
+            guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
 
 
 def terminating(obj: JSON) -> JSON:

@@ -398,3 +398,20 @@ def test_snapshot_rewinds_and_paginate() -> None:
     assert names(page) == [("a", {"v": "1"})] and after == ("default", "a") and remaining == 1
     page, after, remaining = paginate(entries, after, 1)
     assert names(page) == [("b", {"v": "1"})] and after is None and remaining == 0
+
+
+def test_pod_qos() -> None:
+    from controlplane.objects import pod_qos
+
+    def spec(*resources: dict[str, Any]) -> dict[str, Any]:
+        return {"containers": [{"name": f"c{i}", "resources": r} for i, r in enumerate(resources)]}
+
+    both = {"cpu": "1", "memory": "1Gi"}
+    assert pod_qos(spec({})) == "BestEffort"
+    assert pod_qos({}) == "BestEffort"
+    assert pod_qos(spec({"limits": both})) == "Guaranteed"  # requests default to limits
+    assert pod_qos(spec({"limits": both, "requests": both}, {"limits": both})) == "Guaranteed"
+    assert pod_qos(spec({"limits": both, "requests": {"cpu": "500m"}})) == "Burstable"
+    assert pod_qos(spec({"requests": {"memory": "1Gi"}}, {})) == "Burstable"
+    assert pod_qos(spec({"limits": {"cpu": "1"}})) == "Burstable"
+    assert pod_qos(spec({"requests": {"cpu": "0"}})) == "BestEffort"
