@@ -190,6 +190,8 @@ def top(values: list[float]) -> float:
 
 
 def row(label: str, ours: float, anchor: float, unit: str, fmt: str = "{:.2f}") -> str:
+    if (ours != ours or not ours) and (anchor != anchor or not anchor):  # NaN/0: phase not run
+        return ""
     ratio = ours / anchor if anchor else float("nan")
     return f"| {label} | {fmt.format(ours)} {unit} | {fmt.format(anchor)} {unit} | {ratio:.2f}x |"
 
@@ -225,7 +227,7 @@ def report(p: Result, e: Result, args: argparse.Namespace) -> str:
             unit, scale = ("ms", 1e3) if phase == "list" else ("us", 1e6)
             lines.append(row(f"server CPU {what[phase]} ({phase})", p.cpu[phase] / count * scale,
                              e.cpu[phase] / count * scale, unit, "{:.0f}"))
-    return "\n".join(lines)
+    return "\n".join(line for line in lines if line)
 
 
 def machine() -> str:
