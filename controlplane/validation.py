@@ -458,6 +458,12 @@ def prepare_service_update(spec: JSON, ospec: JSON) -> None:
         if spec.get("clusterIP") == ospec.get("clusterIP"):
             spec.pop("clusterIP", None)
             spec.pop("clusterIPs", None)
+            for key in ("ipFamilies", "ipFamilyPolicy"):
+                if spec.get(key) == ospec.get(key):
+                    spec.pop(key, None)
+    if new_type != "LoadBalancer" and old_type == "LoadBalancer" and \
+            spec.get("allocateLoadBalancerNodePorts") == ospec.get("allocateLoadBalancerNodePorts"):
+        spec.pop("allocateLoadBalancerNodePorts", None)
     if new_type not in ("NodePort", "LoadBalancer") and spec.get("externalTrafficPolicy") \
             and old_type in NEEDS_NODE_PORTS:
         spec.pop("externalTrafficPolicy", None)
@@ -542,6 +548,9 @@ def _service_ip_causes(spec: JSON) -> Iterator[Cause]:
     if stype == "ExternalName":
         if cip and cip != "None" or (isinstance(cips, list) and cips):
             yield forbidden("spec.clusterIPs", "may not be set for ExternalName services")
+        for key in ("ipFamilies", "ipFamilyPolicy"):
+            if spec.get(key):
+                yield forbidden(f"spec.{key}", "may not be set for ExternalName services")
         ext = spec.get("externalName")
         if not ext:
             yield required("spec.externalName")

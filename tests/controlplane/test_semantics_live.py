@@ -147,3 +147,22 @@ def test_service_table(cp: ControlPlane, ns: str) -> None:
     cols = lines[1].split()
     assert cols[0] == "tbl" and cols[1] == "NodePort" and cols[3] == "<none>"
     assert cols[4].startswith("80:30222/TCP,53:") and cols[4].endswith("/UDP") and cols[6] == "app=tbl"
+
+
+def test_type_changes_through_apply(cp: ControlPlane, ns: str) -> None:
+    apply(cp, service("tc", ns, [{"name": "a", "port": 80}], type="LoadBalancer"))
+    lb = kget(cp, "-n", ns, "svc", "tc")
+    assert lb["spec"]["ports"][0]["nodePort"] and lb["spec"]["allocateLoadBalancerNodePorts"] is True
+    apply(cp, service("tc", ns, [{"name": "a", "port": 80}], type="ClusterIP"))
+    cip = kget(cp, "-n", ns, "svc", "tc")
+    assert "nodePort" not in cip["spec"]["ports"][0] and "allocateLoadBalancerNodePorts" not in cip["spec"]
+    assert cip["spec"]["clusterIP"] == lb["spec"]["clusterIP"]
+    en = service("tc", ns, [{"name": "a", "port": 80}], type="ExternalName", externalName="db.example.com")
+    apply(cp, en)
+    got = kget(cp, "-n", ns, "svc", "tc")
+    assert "clusterIP" not in got["spec"] and "ipFamilies" not in got["spec"]
+    lines = cp.kubectl("-n", ns, "get", "svc", "tc", check=True).stdout.splitlines()
+    assert lines[1].split()[1:4] == ["ExternalName", "<none>", "db.example.com"]
+    apply(cp, service("tc", ns, [{"name": "a", "port": 80}], type="ClusterIP"))
+    back = kget(cp, "-n", ns, "svc", "tc")
+    assert back["spec"]["clusterIP"] and back["spec"]["ipFamilies"] == ["IPv4"]

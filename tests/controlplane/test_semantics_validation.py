@@ -234,6 +234,8 @@ def test_service_update_rules() -> None:
     to_en = copy.deepcopy(old)
     to_en["spec"].update(type="ExternalName", externalName="x.example.com")
     assert causes("Service", to_en, old) == []
+    fresh_en = svc(type="ExternalName", externalName="x.example.com", ipFamilyPolicy="SingleStack")
+    assert [(f, r) for f, r, _ in causes("Service", fresh_en)] == [("spec.ipFamilyPolicy", "FieldValueForbidden")]
 
 
 def test_metadata_rules() -> None:
