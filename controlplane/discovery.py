@@ -73,6 +73,9 @@ def api_resource_list(group: str, version: str) -> JSON:
                 sub_item["group"] = g
                 sub_item["version"] = v
             items.append(sub_item)
+    for _, _, plural, kind, singular in _reviews_of(group, version):
+        items.append({"name": plural, "singularName": singular, "namespaced": False, "kind": kind,
+                      "verbs": ["create"]})
     if gv == "v1":  # the legacy create-only bindings collection (POST namespaces/{ns}/bindings)
         items.append({"name": "bindings", "singularName": "binding", "namespaced": True, "kind": "Binding",
                       "verbs": ["create"]})
@@ -84,18 +87,43 @@ def api_versions(server_address: str) -> JSON:
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}
 
 
+# create-only review resources answered without storage (podnet has no authorization):
+# (group, version, plural, kind, singular)
+REVIEWS = (
+    ("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", "selfsubjectaccessreview"),
+    ("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", "selfsubjectrulesreview"),
+    ("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", "selfsubjectreview"),
+)
+
+
+def all_group_versions() -> list[tuple[str, str]]:
+    out = group_versions()
+    for g, v, *_ in REVIEWS:
+        if (g, v) not in out:
+            out.append((g, v))
+    return out
+
+
+def review_kind(group: str, version: str, plural: str) -> str | None:
+    return next((k for g, v, p, k, _ in REVIEWS if (g, v, p) == (group, version, plural)), None)
+
+
+def _reviews_of(group: str, version: str) -> list[tuple[str, str, str, str, str]]:
+    return [r for r in REVIEWS if (r[0], r[1]) == (group, version)]
+
+
 def _group(name: str) -> JSON:
-    versions = [{"groupVersion": f"{g}/{v}", "version": v} for g, v in group_versions() if g == name]
+    versions = [{"groupVersion": f"{g}/{v}", "version": v} for g, v in all_group_versions() if g == name]
     return {"name": name, "versions": versions, "preferredVersion": versions[0]}
 
 
 def api_group_list() -> JSON:
-    names = sorted({g for g, _ in group_versions() if g})
+    names = sorted({g for g, _ in all_group_versions() if g})
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(n) for n in names]}
 
 
 def api_group(name: str) -> JSON | None:
-    if name not in {g for g, _ in group_versions() if g}:
+    if name not in {g for g, _ in all_group_versions() if g}:
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(name)}
 
@@ -125,14 +153,17 @@ BINDINGS: JSON = {"resource": "bindings", "responseKind": {"group": "", "version
 def aggregated(core: bool, media_type: str = AGGREGATED_V2) -> JSON:
     """APIGroupDiscoveryList: for /api (core: the group named "") or /apis (all named groups)."""
     groups: dict[str, list[str]] = {}
-    for g, v in group_versions():
+    for g, v in all_group_versions():
         if (g == "") == core:
             groups.setdefault(g, []).append(v)
     items = []
     for g, versions in groups.items():
         items.append({"metadata": {"name": g, "creationTimestamp": None}, "versions": [
             {"version": v, "resources": [_discovery_resource(r) for r in _resources_of(g, v)] + (
-                [BINDINGS] if (g, v) == ("", "v1") else []), "freshness": "Current"} for v in versions]})
+                [BINDINGS] if (g, v) == ("", "v1") else []) + [
+                {"resource": p, "responseKind": {"group": g, "version": v, "kind": k}, "scope": "Cluster",
+                 "singularResource": sg, "verbs": ["create"]} for _, _, p, k, sg in _reviews_of(g, v)],
+             "freshness": "Current"} for v in versions]})
     api_version = "apidiscovery.k8s.io/v2beta1" if "v2beta1" in media_type else "apidiscovery.k8s.io/v2"
     return {"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items}
 

@@ -24,6 +24,16 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 
 
+REVIEW_STATUS: dict[str, JSON] = {
+    "SelfSubjectAccessReview": {"allowed": True, "reason": "podnet serves without authorization"},
+    "SelfSubjectRulesReview": {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                               "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                               "incomplete": False},
+    "SelfSubjectReview": {"userInfo": {"username": "podnet-admin",
+                                       "groups": ["system:masters", "system:authenticated"]}},
+}
+
+
 class APIServer:
     def __init__(self, registry: Registry, hub: Hub, bookmark_interval: float = 10.0) -> None:
         self.registry = registry
@@ -155,6 +165,10 @@ class APIServer:
         if "group" not in request.match_info and len(rest) == 3 and rest[0] == "namespaces" \
                 and rest[2] == "bindings" and request.match_info["version"] == "v1":
             return await self.bindings(request, rest[1])
+        review = discovery.review_kind(request.match_info.get("group", ""), request.match_info["version"],
+                                       request.match_info["rest"].strip("/"))
+        if review is not None:
+            return await self.review(request, review)
         t = parse_target(request.match_info.get("group", ""), request.match_info["version"],
                          request.match_info["rest"])
         method = request.method
@@ -184,6 +198,26 @@ class APIServer:
             return json_response(status, 201)
         raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource "
                                       f"({method} {request.path})")
+
+    async def review(self, request: web.Request, kind: str) -> web.Response:
+        """Self-subject reviews: podnet has no authorization, so everything is allowed."""
+        if request.method != "POST":
+            raise errors.MethodNotAllowed(f"{kind} only supports create")
+        if request.content_type.startswith(PROTOBUF):  # kubectl auth sends protobuf; the answer does not
+            await request.read()                       # depend on the question, so it is not decoded
+            body: Any = {}
+        else:
+            body = await read_body(request)
+        if not isinstance(body, dict):
+            raise errors.BadRequest(f"the body must be a {kind}")
+        out = {"kind": kind, "apiVersion": body.get("apiVersion") or "", "metadata": body.get("metadata") or {},
+               "spec": body.get("spec") or {}, "status": REVIEW_STATUS[kind]}
+        if not out["apiVersion"]:
+            out["apiVersion"] = ("authentication.k8s.io/v1" if kind == "SelfSubjectReview"
+                                 else "authorization.k8s.io/v1")
+        if kind == "SelfSubjectReview":
+            out.pop("spec")
+        return json_response(out, 201)
 
     async def bindings(self, request: web.Request, namespace: str) -> web.Response:
         """POST /api/v1/namespaces/{ns}/bindings: the legacy form of pods/{name}/binding."""

@@ -288,3 +288,10 @@ def test_chunked_get(cp: ControlPlane, ns: str) -> None:
     assert out == [f"pod/c{i}" for i in range(7)]
     table = cp.kubectl("get", "pods", "-n", ns, "--chunk-size=2", check=True).stdout.splitlines()
     assert len(table) == 8 and table[0].split()[:2] == ["NAME", "READY"]
+
+
+def test_auth_can_i_and_whoami(cp: ControlPlane) -> None:
+    r = cp.kubectl("auth", "can-i", "delete", "pods", "-A")
+    assert r.returncode == 0 and r.stdout.strip() == "yes"
+    assert "podnet-admin" in cp.kubectl("auth", "whoami", check=True).stdout
+    assert "*.*" in cp.kubectl("auth", "can-i", "--list", check=True).stdout

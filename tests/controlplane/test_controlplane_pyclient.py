@@ -205,3 +205,10 @@ def test_paged_list(api: k8s.ApiClient, ns: str) -> None:
         if not token:
             break
     assert names == [f"pg{i}" for i in range(5)]
+
+
+def test_self_subject_access_review(api: k8s.ApiClient) -> None:
+    review = k8s.AuthorizationV1Api(api).create_self_subject_access_review(k8s.V1SelfSubjectAccessReview(
+        spec=k8s.V1SelfSubjectAccessReviewSpec(resource_attributes=k8s.V1ResourceAttributes(
+            verb="list", resource="pods"))))
+    assert review.status.allowed is True and review.spec.resource_attributes.resource == "pods"
