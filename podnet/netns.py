@@ -264,3 +264,44 @@ async def relay(listen_host: str, listen_port: int, ns: str, upstream_host: str,
             await server.serve_forever()
         else:
             await stop.wait()
+
+
+def create_inproc(name: str) -> str:
+    """`create` without exec'ing iproute2, for callers that make many namespaces (the node agent):
+    a short-lived thread unshares a network namespace, bind-mounts it at /run/netns/NAME (as
+    `ip netns add` does) and sets lo up with an ioctl. Falls back to `create` while /run/netns is
+    not yet the shared mount point iproute2 makes on first use."""
+    import ctypes
+    import fcntl
+    import struct
+    import threading
+
+    if not os.path.ismount(NETNS_DIR):
+        return create(name)
+    path = path_of(name)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    errors: list[str] = []
+
+    def work() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(_CLONE_NEWNET) != 0:
+            errors.append(f"unshare: {os.strerror(ctypes.get_errno())}")
+            return
+        src = f"/proc/self/task/{threading.get_native_id()}/ns/net".encode()
+        if libc.mount(src, path.encode(), b"none", 4096, None) != 0:  # MS_BIND
+            errors.append(f"mount {path}: {os.strerror(ctypes.get_errno())}")
+            return
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), 0x8913, struct.pack("16sH14x", b"lo", 0)))[1]
+            fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sH14x", b"lo", flags | 0x1))  # SIOCSIFFLAGS, IFF_UP
+
+    worker = threading.Thread(target=work, name=f"netns-{name}")
+    worker.start()
+    worker.join()  # the thread ends with it; the namespace lives on through the bind mount
+    if errors:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise NetnsError(f"creating namespace {name}: {errors[0]}")
+    return path
