@@ -168,9 +168,11 @@ class ServiceAllocator:
         spec = svc.get("spec")
         if not isinstance(spec, dict):
             return svc, AllocationPlan()
-        ospec = (old or {}).get("spec") or {}
-        name = str((svc.get("metadata") or {}).get("name") or "")
-        prepare_service_update(spec, ospec if isinstance(ospec, dict) else {})
+        ospec = old.get("spec") if isinstance(old, dict) else None
+        ospec = ospec if isinstance(ospec, dict) else {}
+        meta = svc.get("metadata")
+        name = str(meta.get("name") or "") if isinstance(meta, dict) else ""
+        prepare_service_update(spec, ospec)
         causes: list[Cause] = []
         alloc_ips, release_ips = self._plan_ips(spec, ospec, causes)
         alloc_ports, release_ports = self._plan_ports(spec, ospec, causes)
@@ -266,11 +268,11 @@ class ServiceAllocator:
         return allocate, release
 
     def _fill_node_ports(self, spec: JSON, old_ports: set[int], causes: list[Cause]) -> list[int]:
-        ports = [p for p in spec.get("ports") or [] if isinstance(p, dict)]
+        ports = [p for p in _ports(spec) if isinstance(p, dict)]
         lb_without = spec.get("type") == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is False
         used: list[int] = []
         lo, hi = self.port_range
-        for i, port in enumerate(spec.get("ports") or []):
+        for i, port in enumerate(_ports(spec)):
             if not isinstance(port, dict):
                 continue
             np = port.get("nodePort")
@@ -342,6 +344,11 @@ class ServiceAllocator:
 
 # ------------------------------------------------------------------ helpers
 
+def _ports(spec: JSON) -> list[Any]:
+    ports = spec.get("ports")
+    return ports if isinstance(ports, list) else []
+
+
 def _cluster_ips_raw(spec: JSON) -> list[str]:
     ips = spec.get("clusterIPs")
     if isinstance(ips, list) and ips:
@@ -357,13 +364,13 @@ def _cluster_ips(spec: JSON) -> list[str]:
 
 
 def _node_ports(spec: JSON) -> list[int]:
-    out = [p.get("nodePort") for p in spec.get("ports") or [] if isinstance(p, dict)]
+    out = [p.get("nodePort") for p in _ports(spec) if isinstance(p, dict)]
     out.append(spec.get("healthCheckNodePort"))
     return [p for p in out if isinstance(p, int) and not isinstance(p, bool) and p]
 
 
 def _held(svc: JSON) -> tuple[list[str], list[int]]:
-    spec = svc.get("spec") or {}
+    spec = svc.get("spec") if isinstance(svc, dict) else None
     if not isinstance(spec, dict):
         return [], []
     return _cluster_ips(spec), _node_ports(spec)

@@ -478,6 +478,14 @@ _EXTRA_LIST_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
 }
 
 
+def _meta_dict(obj: JSON) -> JSON:
+    """obj["metadata"] as a dict (a non-object metadata is replaced: validation reports names)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = obj["metadata"] = {}
+    return meta
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -634,6 +642,8 @@ def apply_server_side(live: JSON | None, applied: JSON, kind: str, field_manager
     now = now or _now()
     api_version = str(applied.get("apiVersion") or (live or {}).get("apiVersion") or "v1")
     body = _SMP(kind).clean(applied)
+    if not isinstance(body, dict):
+        raise errors.BadRequest("apply patch must be an object (a $patch directive cannot delete it)")
     meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
     for key in _IDENTITY:
         meta.pop(key, None)
@@ -641,9 +651,11 @@ def apply_server_side(live: JSON | None, applied: JSON, kind: str, field_manager
     owned = set(body_values)
     if live is None:
         out = copy_json(body)
-        out.setdefault("metadata", {})["managedFields"] = [_entry(field_manager, api_version, owned, now)]
+        _meta_dict(out)["managedFields"] = [_entry(field_manager, api_version, owned, now)]
         return out
-    entries = [e for e in (live.get("metadata") or {}).get("managedFields") or [] if isinstance(e, dict)]
+    live_meta = live.get("metadata") if isinstance(live.get("metadata"), dict) else {}
+    raw_entries = live_meta.get("managedFields")
+    entries = [e for e in raw_entries if isinstance(e, dict)] if isinstance(raw_entries, list) else []
     others: list[tuple[JSON, set[FieldPath]]] = []
     previous: set[FieldPath] = set()
     for e in entries:
@@ -673,10 +685,10 @@ def apply_server_side(live: JSON | None, applied: JSON, kind: str, field_manager
         if kept:
             mf.append({**e, "fieldsV1": encode_fields(kept)} if kept != fields else e)
     mf.append(_entry(field_manager, api_version, owned, now))
-    merged_meta = merged.setdefault("metadata", {})
+    merged_meta = _meta_dict(merged)
     for key in _IDENTITY:
-        if key in (live.get("metadata") or {}):
-            merged_meta[key] = copy_json(live["metadata"][key])
+        if key in live_meta:
+            merged_meta[key] = copy_json(live_meta[key])
     merged_meta["managedFields"] = mf
     return merged
 
@@ -691,8 +703,9 @@ def record_update(old: JSON | None, new: JSON, kind: str, field_manager: str, *,
     missing = object()
     changed = {p for p, v in new_values.items() if old_values.get(p, missing) != v}
     out = copy_json(new)
-    meta = out.setdefault("metadata", {})
-    entries = [e for e in meta.get("managedFields") or [] if isinstance(e, dict)]
+    meta = _meta_dict(out)
+    raw_entries = meta.get("managedFields")
+    entries = [e for e in raw_entries if isinstance(e, dict)] if isinstance(raw_entries, list) else []
     mf: list[JSON] = []
     mine: set[FieldPath] = set()
     for e in entries:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import re
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -184,6 +185,15 @@ def too_long(path: str, limit: int) -> Cause:
 def _each(value: str, path: str, problems: list[str]) -> Iterator[Cause]:
     for p in problems:
         yield invalid(path, value, p)
+
+
+def _h(v: Any) -> Any:
+    """A hashable stand-in for a value used in a duplicate check (garbage input may be a map)."""
+    try:
+        hash(v)
+        return v
+    except TypeError:
+        return json.dumps(v, sort_keys=True, default=str)
 
 
 def _dict(v: Any) -> JSON:
@@ -439,9 +449,9 @@ def prepare_service_update(spec: JSON, ospec: JSON) -> None:
             spec["clusterIP"] = ospec.get("clusterIP")
             spec["clusterIPs"] = copy_json(ospec.get("clusterIPs") or [ospec.get("clusterIP")])
     old_by_key = {(p.get("port"), p.get("protocol") or "TCP"): p.get("nodePort")
-                  for p in ospec.get("ports") or [] if isinstance(p, dict)}
+                  for p in _list(ospec.get("ports")) if isinstance(p, dict)}
     if new_type in NEEDS_NODE_PORTS and old_type in NEEDS_NODE_PORTS:
-        for p in spec.get("ports") or []:
+        for p in _list(spec.get("ports")):
             if isinstance(p, dict) and not p.get("nodePort"):
                 np = old_by_key.get((p.get("port"), p.get("protocol") or "TCP"))
                 if np:
@@ -451,7 +461,7 @@ def prepare_service_update(spec: JSON, ospec: JSON) -> None:
             spec["healthCheckNodePort"] = ospec["healthCheckNodePort"]
     elif new_type not in NEEDS_NODE_PORTS and old_type in NEEDS_NODE_PORTS:
         old_set = {v for v in old_by_key.values() if v}
-        for p in spec.get("ports") or []:
+        for p in _list(spec.get("ports")):
             if isinstance(p, dict) and p.get("nodePort") in old_set:
                 p.pop("nodePort", None)
     if new_type == "ExternalName" and old_type != "ExternalName":
@@ -513,16 +523,16 @@ def _service_port_causes(spec: JSON) -> Iterator[Cause]:
             yield required(f"{path}.name")
         if name:
             yield from _each(name, f"{path}.name", dns1123_label_errors(str(name)))
-            if name in names:
+            if _h(name) in names:
                 yield duplicate(f"{path}.name", name)
-            names.add(name)
+            names.add(_h(name))
         for p in port_number_errors(port.get("port")):
             yield invalid(f"{path}.port", port.get("port"), p)
         yield from _protocol_causes(f"{path}.protocol", port.get("protocol"))
         key = (port.get("port"), port.get("protocol"))
-        if key in keys:
+        if _h(key) in keys:
             yield duplicate(path, f"{key[0]}/{key[1]}")
-        keys.add(key)
+        keys.add(_h(key))
         if port.get("targetPort") not in (None, ""):
             yield from _int_or_name_port_causes(f"{path}.targetPort", port.get("targetPort"))
         np = port.get("nodePort")
@@ -533,9 +543,9 @@ def _service_port_causes(spec: JSON) -> Iterator[Cause]:
                 yield forbidden(f"{path}.nodePort", "may not be used when `type` is 'ExternalName'")
             for p in port_number_errors(np):
                 yield invalid(f"{path}.nodePort", np, p)
-            if (np, port.get("protocol")) in node_ports:
+            if _h((np, port.get("protocol"))) in node_ports:
                 yield duplicate(f"{path}.nodePort", np)
-            node_ports.add((np, port.get("protocol")))
+            node_ports.add(_h((np, port.get("protocol"))))
         app = port.get("appProtocol")
         if app is not None and (not isinstance(app, str) or qualified_name_errors(app)):
             yield invalid(f"{path}.appProtocol", app, QUALIFIED_NAME_MSG)
@@ -674,9 +684,9 @@ def _container_causes(c: JSON, path: str, port_names: set[str]) -> Iterator[Caus
         pname = p.get("name")
         if pname:
             yield from _each(str(pname), f"{ppath}.name", iana_svc_name_errors(str(pname)))
-            if pname in port_names:
+            if _h(pname) in port_names:
                 yield duplicate(f"{ppath}.name", pname)
-            port_names.add(pname)
+            port_names.add(_h(pname))
         yield from _protocol_causes(f"{ppath}.protocol", p.get("protocol"))
     for i, env in enumerate(_list(c.get("env"))):
         ename = _dict(env).get("name")
@@ -714,10 +724,10 @@ def pod_rule(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> Iterator[
                 continue
             yield from _container_causes(c, path, port_names if key == "containers" else set())
             name = c.get("name")
-            if name and name in names:
+            if name and _h(name) in names:
                 yield duplicate(f"{path}.name", name)
             if name:
-                names.add(name)
+                names.add(_h(name))
     vol_names: set[str] = set()
     for i, v in enumerate(_list(spec.get("volumes"))):
         vname = _dict(v).get("name")
@@ -725,9 +735,9 @@ def pod_rule(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> Iterator[
             yield required(f"spec.volumes[{i}].name")
             continue
         yield from _each(str(vname), f"spec.volumes[{i}].name", dns1123_label_errors(str(vname)))
-        if vname in vol_names:
+        if _h(vname) in vol_names:
             yield duplicate(f"spec.volumes[{i}].name", vname)
-        vol_names.add(vname)
+        vol_names.add(_h(vname))
     for field, allowed in (("restartPolicy", RESTART_POLICIES), ("dnsPolicy", DNS_POLICIES)):
         val = spec.get(field)
         if val and val not in allowed:
@@ -828,9 +838,9 @@ def _endpoint_port_causes(ports: list[Any], path: str, require_name: bool,
             yield required(f"{ppath}.name")
         if name:
             yield from _each(str(name), f"{ppath}.name", dns1123_label_errors(str(name)))
-            if name in names:
+            if _h(name) in names:
                 yield duplicate(f"{ppath}.name", name)
-            names.add(str(name))
+            names.add(_h(name))
         if port_required or p.get("port") is not None:
             for m in port_number_errors(p.get("port")):
                 yield invalid(f"{ppath}.port", p.get("port"), m)

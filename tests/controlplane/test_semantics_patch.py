@@ -394,3 +394,38 @@ def test_kubectl_apply_primitive_list_directives() -> None:
     node = {"spec": {"podCIDRs": ["10.244.1.0/24"]}}
     out = apply_strategic_merge_patch(node, {"spec": {"podCIDRs": ["fd00:1::/64"]}}, "Node")
     assert out["spec"]["podCIDRs"] == ["fd00:1::/64", "10.244.1.0/24"]
+
+
+def test_fuzz_only_api_errors_escape() -> None:
+    import random
+
+    rng = random.Random(7)
+    atoms: list[Any] = [None, 0, 1, "x", "", True, [], {}, ["a"], {"port": 1}, {"$patch": "delete"},
+                        {"$patch": "replace"}, {"$patch": "bogus"}, {"name": "c"}, [{"port": 2}], [None], [1, 2]]
+    keys = ["spec", "ports", "containers", "metadata", "finalizers", "port", "name", "$patch",
+            "$setElementOrder/ports", "$retainKeys", "$deleteFromPrimitiveList/finalizers", "labels", "a"]
+
+    def value(depth: int) -> Any:
+        if depth <= 0 or rng.random() < 0.3:
+            return copy.deepcopy(rng.choice(atoms))
+        if rng.random() < 0.5:
+            return [value(depth - 1) for _ in range(rng.randint(0, 3))]
+        return {rng.choice(keys): value(depth - 1) for _ in range(rng.randint(0, 3))}
+
+    for _ in range(400):
+        obj, patch = value(4), value(4)
+        for fn in (lambda: apply_merge_patch(obj, patch),
+                   lambda: apply_strategic_merge_patch(obj, patch, rng.choice(["Service", "Pod", "Node"])),
+                   lambda: apply_json_patch(obj, [{"op": rng.choice(["add", "remove", "replace", "move", "copy",
+                                                                     "test"]),
+                                                   "path": rng.choice(["", "/spec", "/spec/ports/0", "/a~1b",
+                                                                       "/spec/ports/-", "/x/y"]),
+                                                   "from": rng.choice(["/spec", "/metadata", "/q"]),
+                                                   "value": value(2)}]),
+                   lambda: apply_server_side(obj if isinstance(obj, dict) else None,
+                                             patch if isinstance(patch, dict) else {"a": patch}, "Service", "m",
+                                             rng.random() < 0.5)):
+            try:
+                fn()
+            except errors.APIError:
+                pass

@@ -426,3 +426,51 @@ def test_pod_spec_mostly_immutable() -> None:
     labels = copy.deepcopy(old)
     labels["metadata"]["labels"] = {"a": "b"}
     assert causes("Pod", labels, old) == []
+
+
+def test_fuzz_semantics_never_raise_python_errors() -> None:
+    import random
+
+    from controlplane.allocators import RangeFull, ServiceAllocator
+    from controlplane.resources import ALL, PODS
+    from controlplane.selectors import parse_field_selector, parse_label_selector
+    from controlplane.table import render_table
+
+    rng = random.Random(11)
+    atoms: list[Any] = [None, 0, -1, 70000, "x", "", "None", "10.96.0.5", "fd00::1", True, [], {}, 30080, "TCP",
+                        "NodePort", "LoadBalancer", "ExternalName", "ClientIP", "Local", [{"port": 80}], "2026"]
+    keys = ["metadata", "spec", "status", "name", "namespace", "labels", "ports", "port", "nodePort", "type",
+            "clusterIP", "clusterIPs", "containers", "image", "subsets", "addresses", "ip", "endpoints",
+            "addressType", "sessionAffinity", "sessionAffinityConfig", "targetPort", "protocol", "selector",
+            "creationTimestamp", "conditions", "podCIDRs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort"]
+
+    def value(depth: int) -> Any:
+        if depth <= 0 or rng.random() < 0.3:
+            return copy.deepcopy(rng.choice(atoms))
+        if rng.random() < 0.4:
+            return [value(depth - 1) for _ in range(rng.randint(0, 3))]
+        return {rng.choice(keys): value(depth - 1) for _ in range(rng.randint(0, 4))}
+
+    alloc = ServiceAllocator("10.96.0.0/24")
+    for _ in range(600):
+        kind = rng.choice(["Service", "Pod", "Endpoints", "EndpointSlice", "Node", "Namespace"])
+        obj = value(4)
+        if not isinstance(obj, dict):
+            obj = {"spec": obj}
+        old = value(3) if rng.random() < 0.5 else None
+        try:
+            defaulted = default_object(kind, obj)
+            validate_object(kind, defaulted, old if isinstance(old, dict) else None)
+        except errors.APIError:
+            pass
+        try:
+            alloc.plan(default_object("Service", obj), old if isinstance(old, dict) else None)
+        except (errors.APIError, RangeFull):
+            pass
+        render_table(rng.choice(ALL), [obj], "1")
+        text = "".join(rng.choice("ab=!,() in notin x.y/z-_ 1<>\\") for _ in range(rng.randint(0, 12)))
+        for parse in (parse_label_selector, lambda t: parse_field_selector(t, PODS)):
+            try:
+                parse(text)
+            except errors.APIError:
+                pass
