@@ -644,7 +644,8 @@ def apply_server_side(live: JSON | None, applied: JSON, kind: str, field_manager
     body = _SMP(kind).clean(applied)
     if not isinstance(body, dict):
         raise errors.BadRequest("apply patch must be an object (a $patch directive cannot delete it)")
-    meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    raw_meta = body.get("metadata")
+    meta: JSON = raw_meta if isinstance(raw_meta, dict) else {}
     for key in _IDENTITY:
         meta.pop(key, None)
     body_values = field_values(body, kind)
@@ -653,7 +654,8 @@ def apply_server_side(live: JSON | None, applied: JSON, kind: str, field_manager
         out = copy_json(body)
         _meta_dict(out)["managedFields"] = [_entry(field_manager, api_version, owned, now)]
         return out
-    live_meta = live.get("metadata") if isinstance(live.get("metadata"), dict) else {}
+    raw_live_meta = live.get("metadata")
+    live_meta: JSON = raw_live_meta if isinstance(raw_live_meta, dict) else {}
     raw_entries = live_meta.get("managedFields")
     entries = [e for e in raw_entries if isinstance(e, dict)] if isinstance(raw_entries, list) else []
     others: list[tuple[JSON, set[FieldPath]]] = []
