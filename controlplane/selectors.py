@@ -212,9 +212,9 @@ class _Parser:
         return table[tok]
 
     def value_set(self) -> tuple[str, ...]:
-        if self.take() != "(":
-            raise self.fail("found '" + str(self.toks[self.pos - 1] if self.pos <= len(self.toks) else "")
-                            + "', expected: '('")
+        tok = self.take()
+        if tok != "(":
+            raise self.fail(f"found '{tok if tok is not None else 'end of string'}', expected: '('")
         values: list[str] = []
         expect_value = True
         while True:
