@@ -4,8 +4,11 @@
 `validate_object(kind, obj, old)` raises `errors.Invalid.of(kind, name, causes)` listing every
 problem found. Each kind has a short list of rule functions (`RULES`); each rule yields `Cause`s.
 
-Server order for a write: default_object -> (Services: ServiceAllocator.plan) -> validate_object
--> store -> allocator.commit.
+Server order for a write: default_object -> validate_object -> (Services: ServiceAllocator.plan)
+-> store -> allocator.commit. Service updates are first prepared as upstream's strategy does
+(`prepare_service_update`: keep the old clusterIP/nodePorts the new object leaves empty, drop the
+fields a type change no longer needs) both here and in `plan`, so either order gives the same
+answer.
 """
 
 from __future__ import annotations
