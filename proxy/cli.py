@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iptables-localhost-nodeports", default="true", choices=["true", "false"])
     p.add_argument("--iptables-backend", choices=["auto", "nft", "legacy"], default="auto",
                    help="iptables backend (auto: detect as kube-proxy does)")
+    p.add_argument("--iptables-incremental", default="true", choices=["true", "false"],
+                   help="partial syncs patch KUBE-SERVICES & co. with -D/-I instead of rewriting them "
+                        "(false: upstream's behaviour)")
     p.add_argument("--cleanup", action="store_true", help="remove all kube-proxy rules and exit")
     p.add_argument("-v", "--v", dest="verbosity", type=int, default=0)
     return p
@@ -175,7 +178,8 @@ async def run(args: argparse.Namespace, cidr: Any) -> int:
     metrics = ProxyMetrics()
     health = ProxierHealth(timeout=2 * args.sync_period)
     proxier = Proxier(args.node, ipt, options, metrics=metrics, health=health,
-                      stale_chain_cleanup_period=args.sync_period)
+                      stale_chain_cleanup_period=args.sync_period,
+                      incremental=args.iptables_incremental == "true")
     log.info("podnet proxy: node %s, iptables backend %s, pid %d", args.node, mode, os.getpid())
 
     stop = asyncio.Event()
