@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import fcntl
 import ipaddress
 import logging
 import os
 import signal
+import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,27 +63,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-cidr-mask-size", type=int, default=None, help="per-node pod CIDR size (nodeipam)")
     p.add_argument("--history", type=int, default=20_000, help="watch history kept, in events")
     p.add_argument("--bookmark-interval", type=float, default=10.0, help="seconds between watch BOOKMARKs")
+    p.add_argument("--tls-cert-file", default=None, help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-private-key-file", default=None, help="the certificate's private key (PEM)")
+    p.add_argument("--tls-ca-file", default=None,
+                   help="CA written into the kubeconfig (default: the certificate itself, for self-signed ones)")
     p.add_argument("--pod-gc-margin", type=float, default=30.0,
                    help="seconds after a pod's grace period before the server deletes it itself")
     p.add_argument("--log-level", default=os.environ.get("PODNET_LOG_LEVEL", "INFO"))
     return p
 
 
-def loopback_url(host: str, port: int) -> str:
+def loopback_url(host: str, port: int, scheme: str = "http") -> str:
     ip = ipaddress.ip_address("127.0.0.1" if host in ("localhost", "0.0.0.0") else host)
     if ip.is_unspecified:
         ip = ipaddress.ip_address("::1")
-    return f"http://[{ip}]:{port}" if ip.version == 6 else f"http://{ip}:{port}"
+    return f"{scheme}://[{ip}]:{port}" if ip.version == 6 else f"{scheme}://{ip}:{port}"
 
 
-def write_kubeconfig(path: Path, url: str) -> None:
+def public_url(host: str, port: int, scheme: str) -> str:
+    if host in ("0.0.0.0", "::"):
+        return loopback_url(host, port, scheme)
+    return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+@dataclass(frozen=True)
+class TLS:
+    """--tls-cert-file/--tls-private-key-file: the server context, the CA the kubeconfig trusts, and
+    the context the in-process controllers use on loopback (that CA, no host-name check)."""
+
+    server: ssl.SSLContext
+    ca_pem: bytes
+    loopback: ssl.SSLContext
+
+
+def load_tls(args: argparse.Namespace) -> TLS | None:
+    if not args.tls_cert_file and not args.tls_private_key_file:
+        return None
+    if not (args.tls_cert_file and args.tls_private_key_file):
+        raise ValueError("--tls-cert-file and --tls-private-key-file go together")
+    try:
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(args.tls_cert_file, args.tls_private_key_file)
+        ca_pem = Path(args.tls_ca_file or args.tls_cert_file).read_bytes()
+        loopback = ssl.create_default_context(cadata=ca_pem.decode())
+        loopback.check_hostname = False
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ValueError(f"cannot load the TLS certificate/key: {exc}") from None
+    return TLS(server, ca_pem, loopback)
+
+
+def write_kubeconfig(path: Path, url: str, ca_pem: bytes | None = None) -> None:
+    ca = f"    certificate-authority-data: {base64.b64encode(ca_pem).decode()}\n" if ca_pem else ""
     text = (
         "apiVersion: v1\nkind: Config\n"
-        f"clusters:\n- name: podnet\n  cluster:\n    server: {url}\n"
+        f"clusters:\n- name: podnet\n  cluster:\n    server: {url}\n{ca}"
         "contexts:\n- name: podnet\n  context:\n    cluster: podnet\n    user: podnet\n    namespace: default\n"
         "current-context: podnet\n"
         "preferences: {}\n"
-        "users:\n- name: podnet\n  user: {}\n"
+        "users:\n- name: podnet\n  user:\n    token: podnet\n"  # any or no token is accepted
     )
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
@@ -155,6 +195,8 @@ async def _serve(args: argparse.Namespace, store: Any, names: list[str]) -> int:
     from controlplane.watch import Hub
 
     host, port = args.listen
+    tls = load_tls(args)
+    scheme = "https" if tls else "http"
     hub = Hub(store)
     registry = Registry(store, args.service_cidr, args.node_port_range)
     advertise = args.advertise_address or ("127.0.0.1" if host in ("0.0.0.0", "localhost", "::") else host)
@@ -164,16 +206,17 @@ async def _serve(args: argparse.Namespace, store: Any, names: list[str]) -> int:
     runner = web.AppRunner(api.app(), handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_address=True, backlog=1024).start()
-        url = loopback_url(host, port)
-        write_kubeconfig(args.data_dir / "kubeconfig", f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-                         if host not in ("0.0.0.0", "::") else url)
+        await web.TCPSite(runner, host, port, reuse_address=True, backlog=1024,
+                          ssl_context=tls.server if tls else None).start()
+        url = loopback_url(host, port, scheme)
+        write_kubeconfig(args.data_dir / "kubeconfig", public_url(host, port, scheme), tls.ca_pem if tls else None)
         log.info("podnet controlplane serving on %s:%d (data %s, rv %d)", host, port, args.data_dir, store.rv)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        client, tasks = await controllers.start(names, url, stop, controller_options(args))
+        client, tasks = await controllers.start(names, url, stop, controller_options(args),
+                                                ssl_context=tls.loopback if tls else None)
         sweeper = asyncio.create_task(sweep(registry, stop, args.pod_gc_margin))
         try:
             await stop.wait()

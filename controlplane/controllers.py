@@ -68,7 +68,8 @@ async def _supervise(name: str, run: Callable[..., Any], client: Any, stop: asyn
         delay = min(delay * 2, 30.0)
 
 
-async def start(names: list[str], url: str, stop: asyncio.Event, options: dict[str, Any]) -> tuple[Any, list[asyncio.Task[None]]]:
+async def start(names: list[str], url: str, stop: asyncio.Event, options: dict[str, Any], *,
+                ssl_context: Any = None) -> tuple[Any, list[asyncio.Task[None]]]:
     """Start the named controllers; returns (client or None, tasks)."""
     runs = [(n, r) for n in names for r in (load(n),) if r is not None]
     if not runs:
@@ -78,7 +79,7 @@ async def start(names: list[str], url: str, stop: asyncio.Event, options: dict[s
     except ModuleNotFoundError:
         log.warning("controlplane.client does not exist yet; controllers not started")
         return None, []
-    client = Client(url)
+    client = Client(url, ssl_context=ssl_context) if ssl_context is not None else Client(url)
     tasks = [asyncio.create_task(_supervise(n, r, client, stop, options), name=f"controller-{n}") for n, r in runs]
     log.info("controllers started: %s", ", ".join(n for n, _ in runs))
     return client, tasks

@@ -248,6 +248,20 @@ def pod_qos(spec: JSON) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
+NODE_INFO_FIELDS = ("machineID", "systemUUID", "bootID", "kernelVersion", "osImage", "containerRuntimeVersion",
+                    "kubeletVersion", "kubeProxyVersion", "operatingSystem", "architecture")
+
+
+def fill_zero_values(kind: str, obj: JSON) -> None:
+    """Fields upstream always serializes (Go zero values without omitempty) that typed clients
+    require: a Node's status.nodeInfo strings (the Python client rejects a Node without them)."""
+    if kind == "Node":
+        status = obj.get("status")
+        if isinstance(status, dict) and isinstance(status.get("nodeInfo"), dict):
+            for f in NODE_INFO_FIELDS:
+                status["nodeInfo"].setdefault(f, "")
+
+
 def terminating(obj: JSON) -> JSON:
     out = copy(obj)
     m = meta(out)

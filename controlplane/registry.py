@@ -145,11 +145,11 @@ class Registry:
         validation = partner("validation")
         if validation is None:
             return obj
-        if self.skip_validation:
-            return validation.default_object(res.kind, obj)  # type: ignore[no-any-return]
         obj = validation.default_object(res.kind, obj)
-        validation.validate_object(res.kind, obj, old)
-        return obj
+        o.fill_zero_values(res.kind, obj)
+        if not self.skip_validation:
+            validation.validate_object(res.kind, obj, old)
+        return obj  # type: ignore[no-any-return]
 
     def _plan_service(self, res: Resource, new: JSON, old: JSON | None) -> tuple[JSON, Any]:
         if res is not SERVICES or self.allocator is None:

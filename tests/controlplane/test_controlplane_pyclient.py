@@ -212,3 +212,16 @@ def test_self_subject_access_review(api: k8s.ApiClient) -> None:
         spec=k8s.V1SelfSubjectAccessReviewSpec(resource_attributes=k8s.V1ResourceAttributes(
             verb="list", resource="pods"))))
     assert review.status.allowed is True and review.spec.resource_attributes.resource == "pods"
+
+
+def test_nodes_round_trip(api: k8s.ApiClient) -> None:
+    core = k8s.CoreV1Api(api)
+    name = "py-node-" + uuid.uuid4().hex[:6]
+    created = core.create_node(k8s.V1Node(metadata=k8s.V1ObjectMeta(name=name, labels={"zone": "a"})))
+    assert created.status.node_info.architecture == ""  # required strings are always there
+    core.patch_node_status(name, {"status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.5"}],
+                                             "conditions": [{"type": "Ready", "status": "True"}]}})
+    got = core.read_node(name)
+    assert got.status.addresses[0].address == "10.0.0.5" and got.status.conditions[0].status == "True"
+    assert [n.metadata.name for n in core.list_node(label_selector="zone=a").items] == [name]
+    core.delete_node(name)
