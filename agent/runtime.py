@@ -148,7 +148,7 @@ class Runtime:
 
     def create_netns(self, rec: PodRecord) -> None:
         if rec.netns and not netns.exists(rec.netns):
-            netns.create_inproc(rec.netns)
+            netns.create(rec.netns)
 
     def delete_netns(self, rec: PodRecord) -> None:
         if rec.netns:

@@ -34,23 +34,3 @@ async def test_relay_reaches_a_server_only_inside_the_namespace(sandbox: netns.S
     finally:
         stop.set()
         await task
-
-
-def test_create_inproc_makes_a_named_namespace_with_lo_up() -> None:
-    import subprocess
-
-    name = netns.unique_name("ptin")
-    try:
-        assert netns.create_inproc(name) == netns.path_of(name)
-        assert name in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        link = netns.ip("-o", "link", "show", "lo", netns=name).stdout
-        assert "UP" in link and "LOWER_UP" in link
-        assert "127.0.0.1/8" in netns.ip("-o", "addr", "show", "lo", netns=name).stdout
-        try:
-            netns.create_inproc(name)
-            raise AssertionError("a second create must fail")
-        except FileExistsError:
-            pass
-    finally:
-        netns.delete(name)
-    assert not netns.exists(name)
