@@ -180,7 +180,12 @@ class Proxier:
         self.metrics.service_changes_pending.set(0)
         self.metrics.endpoint_changes_pending.set(0)
         try:
-            if full:
+            saved: dict[str, str] | None = None
+            if full and self.ipt.mode == "legacy":
+                # one save per table replaces ~30 iptables calls that each read the whole table
+                saved = {t: self.ipt.save(t) for t in ("nat", "filter", "mangle")}
+                existing = frozenset(c for c in backend._declared(saved["nat"]) if is_service_chain(c))
+            elif full:
                 backend.ensure_jumps(self.ipt)
                 backend.ensure_canaries(self.ipt)
                 existing = self._existing_nat_chains()
@@ -198,7 +203,8 @@ class Proxier:
             finally:
                 if gc_was_enabled:
                     gc.enable()
-            self.ipt.restore(rendered.text)
+            self.ipt.restore(rendered.text if saved is None else
+                             backend.with_jumps_and_canaries(rendered.text, saved))
         except (ProxyError, OSError, subprocess.SubprocessError) as exc:
             self.metrics.restore_failures.inc()
             if not full:

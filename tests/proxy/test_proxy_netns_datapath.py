@@ -264,3 +264,34 @@ def test_incremental_syncs_converge_to_the_full_ruleset(topo: t.Topo) -> None:
     r = p.sync_proxy_rules()
     assert r is not None and r.ok and r.full
     assert incremental == _normalized(topo.iptables_save(False))
+
+
+def test_legacy_backend_folds_jumps_and_canaries_into_the_restore(topo: t.Topo) -> None:
+    import ipaddress
+
+    from proxy.iptables import backend
+    from proxy.iptables import names as pnames
+    from proxy.iptables.render import RenderOptions
+
+    backend.cleanup(backend.Iptables("nft", netns=topo.node))  # one backend at a time
+    ipt = backend.Iptables("legacy", netns=topo.node)
+    try:
+        p = Proxier(t.NODE_NAME, ipt, RenderOptions(cluster_cidr=ipaddress.ip_network(t.CLUSTER_CIDR)))
+        p.on_service_add(t.service("leg", "10.96.3.1"))
+        p.on_slice_add(t.endpoint_slice("leg", [topo.backend_ips[1]]))
+        p.set_synced(services=True, slices=True)
+        for _ in range(2):  # twice: the second full sync must not duplicate jumps
+            p.force_full_sync()
+            r = p.sync_proxy_rules()
+            assert r is not None and r.ok and r.full, r
+        save = ipt.save()
+        for table, chain, src, _comment, _extra in (*pnames.JUMP_CHAINS, *pnames.KUBELET_JUMP_CHAINS):
+            section = save.split(f"*{table}\n")[1].split("COMMIT")[0]
+            assert sum(1 for ln in section.splitlines()
+                       if ln.startswith(f"-A {src} ") and ln.endswith(f"-j {chain}")) == 1, (table, src, chain)
+        assert save.count(f":{pnames.KUBE_PROXY_CANARY} ") == 3
+        assert p.check_canary()
+        assert names(topo.client_run("tcp", "10.96.3.1", "80", "2")["answers"]) == ["b1", "b1"]
+    finally:
+        backend.cleanup(ipt)
+    assert "KUBE-" not in ipt.save()

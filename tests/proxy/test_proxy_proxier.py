@@ -31,6 +31,9 @@ class RecordingIptables(backend.Iptables):
     def chains(self, table: str) -> set[str]:
         return set()
 
+    def save(self, table: str | None = None, counters: bool = False) -> str:
+        return ""
+
 
 def make(n: int, eps: int = 5, **kw: Any) -> tuple[Proxier, RecordingIptables]:
     ipt = RecordingIptables()
@@ -84,6 +87,9 @@ def test_failed_restore_forces_full_and_drops_memo() -> None:
     assert p.metrics.partial_restore_failures.get() == 1
     r = p.sync_proxy_rules()
     assert r is not None and r.ok and r.full and ":KUBE-SERVICES - [0:0]" in ipt.payloads[-1]
+    # legacy full syncs fold the jumps and canaries into the same restore
+    assert "-I PREROUTING 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" in ipt.payloads[-1]
+    assert "*mangle\n:KUBE-PROXY-CANARY - [0:0]\nCOMMIT" in ipt.payloads[-1]
 
 
 def test_incremental_off_rewrites_top_level_chains() -> None:
