@@ -108,6 +108,21 @@ async def read_body(request: web.Request, allow_yaml: bool = True) -> Any:
                                       f"include: application/json, application/yaml (got {ctype})")
 
 
+def wants_partial(request: web.Request) -> bool:
+    """Accept: ...;as=PartialObjectMetadata[List];g=meta.k8s.io (metadata-only clients) first."""
+    for part in request.headers.get("Accept", "").split(","):
+        p = part.replace(" ", "")
+        if "as=PartialObjectMetadata" in p and "g=meta.k8s.io" in p:
+            return True
+        if p.startswith(JSON_TYPE) and "as=" not in p or "as=Table" in p:
+            return False
+    return False
+
+
+def partial(obj: JSON) -> JSON:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata") or {}}
+
+
 def wants_table(request: web.Request) -> bool:
     accept = request.headers.get("Accept", "")
     for part in accept.split(","):

@@ -13,7 +13,8 @@ from aiohttp import web
 from controlplane import discovery, errors
 from controlplane.httpio import (JSON_TYPE, MAX_BODY, PROTOBUF, Target, decode_json, dry_run, field_check,
                                  include_object, json_response, not_found_path, parse_target, query_bool, read_body,
-                                 status_response, wants_table, with_warnings)
+                                 partial, status_response, wants_partial, wants_table,
+                                 with_warnings)
 from controlplane.registry import APPLY, PATCH_TYPES, Registry, partner, rkey
 from controlplane.resources import ALL
 from controlplane.state import dumps, parse_rv
@@ -250,6 +251,8 @@ class APIServer:
         entry = self.registry.get(t.res, t.namespace, t.name)
         if wants_table(request):
             return self._object_response(request, t, entry.obj)
+        if wants_partial(request):
+            return json_response(partial(entry.obj))
         return web.Response(body=entry.raw.encode(), content_type=JSON_TYPE)
 
     async def list(self, request: web.Request, t: Target) -> web.Response:
@@ -277,6 +280,9 @@ class APIServer:
                                           include_object=include_object(request))
             body_obj["metadata"] = dict(body_obj.get("metadata") or {}, **meta)
             return json_response(body_obj)
+        if wants_partial(request):
+            return json_response({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                                  "metadata": meta, "items": [partial(e.obj) for e in page.items]})
         head = (f'{{"kind":"{t.res.list_kind}","apiVersion":"{t.res.api_version}",'
                 f'"metadata":{dumps(meta)},"items":[')
         body = head + ",".join(e.raw for e in page.items) + "]}"

@@ -13,7 +13,8 @@ from typing import Any, Callable
 from aiohttp import web
 
 from controlplane import errors
-from controlplane.httpio import JSON_TYPE, Target, include_object, query_bool, wants_table
+from controlplane.httpio import (JSON_TYPE, Target, include_object, partial, query_bool, wants_partial,
+                                 wants_table)
 from controlplane.registry import Registry, partner
 from controlplane.resources import Resource
 from controlplane.state import Entry, WatchFilter, dumps, parse_rv, replay
@@ -28,6 +29,10 @@ Encoder = Callable[[JSON, str, str], bytes]  # (object, event type, raw JSON of 
 
 def plain_line(obj: JSON, type_: str, raw: str) -> bytes:
     return f'{{"type":"{type_}","object":{raw or dumps(obj)}}}\n'.encode()
+
+
+def partial_line(obj: JSON, type_: str, raw: str) -> bytes:
+    return dumps({"type": type_, "object": partial(obj)}).encode() + b"\n"
 
 
 def table_encoder(res: Resource, include: str) -> Encoder:
@@ -59,12 +64,15 @@ def watch_options(request: web.Request, t: Target, registry: Registry) -> WatchO
         fields = ",".join(x for x in (fields, f"metadata.name={t.name}") if x)
     filt = registry.watch_filter(t.res, t.namespace, q.get("labelSelector", ""), fields)
     try:
-        timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else 1800.0 * (1 + random.random())
+        timeout = float(q.get("timeoutSeconds") or 0)
     except ValueError:
         raise errors.BadRequest(f"invalid timeoutSeconds: {q.get('timeoutSeconds')!r}") from None
+    if timeout <= 0:  # unset or 0: the server's own limit, 30-60 min like upstream's minRequestTimeout
+        timeout = 1800.0 * (1 + random.random())
     return WatchOptions(filt, parse_rv(q.get("resourceVersion")), timeout, query_bool(request, "allowWatchBookmarks"),
                         query_bool(request, "sendInitialEvents"),
-                        table_encoder(t.res, include_object(request)) if wants_table(request) else None)
+                        table_encoder(t.res, include_object(request)) if wants_table(request)
+                        else partial_line if wants_partial(request) else None)
 
 
 async def serve_watch(request: web.Request, t: Target, registry: Registry, hub: Hub, bookmark_interval: float,

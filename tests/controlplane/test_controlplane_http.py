@@ -570,3 +570,18 @@ async def test_kill9_during_concurrent_writes_loses_nothing_acknowledged(tmp_pat
                    for i in lst["items"])
     finally:
         server.stop()
+
+
+def test_partial_object_metadata(h: HTTP) -> None:
+    accept = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"}
+    status, _, raw = h.req("GET", "/api/v1/namespaces", headers=accept)
+    body = json.loads(raw)
+    assert status == 200 and body["kind"] == "PartialObjectMetadataList" and body["metadata"]["resourceVersion"]
+    assert body["items"][0]["kind"] == "PartialObjectMetadata" and "spec" not in body["items"][0]
+    one = {"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"}
+    status, _, raw = h.req("GET", "/api/v1/namespaces/default", headers=one)
+    assert json.loads(raw) == {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                               "metadata": json.loads(raw)["metadata"]}
+    status, _, raw = h.req("GET", "/api/v1/namespaces?watch=1&timeoutSeconds=1", headers=one)
+    events = [json.loads(line) for line in raw.decode().splitlines() if line]
+    assert events and all(e["object"]["kind"] == "PartialObjectMetadata" for e in events)
