@@ -147,9 +147,12 @@ def ensure_jumps(ipt: Iptables) -> None:
         ipt.ensure_rule_first(table, src, jump_args(comment, extra, chain))
 
 
-def _has_jump(save_text: str, src: str, chain: str, comment: str) -> bool:
+_BUILTIN = ("-A PREROUTING ", "-A INPUT ", "-A FORWARD ", "-A OUTPUT ", "-A POSTROUTING ")
+
+
+def _has_jump(builtin_rules: list[str], src: str, chain: str, comment: str) -> bool:
     head = f"-A {src} "
-    for line in save_text.splitlines():
+    for line in builtin_rules:
         if line.startswith(head) and line.endswith(f"-j {chain}") and \
                 (not comment or f'--comment "{comment}"' in line or f"--comment {comment} " in line):
             return True
@@ -160,40 +163,54 @@ def _declared(save_text: str) -> set[str]:
     return {line[1:].split(" ", 1)[0] for line in save_text.splitlines() if line.startswith(":")}
 
 
+def _scan(save_text: str) -> tuple[set[str], list[str]]:
+    """(declared chains, rules of the builtin chains) of one table's iptables-save, in one pass."""
+    declared: set[str] = set()
+    builtin: list[str] = []
+    for line in save_text.splitlines():
+        if line.startswith(":"):
+            declared.add(line[1:].split(" ", 1)[0])
+        elif line.startswith(_BUILTIN):
+            builtin.append(line)
+    return declared, builtin
+
+
 def with_jumps_and_canaries(payload: str, saved: dict[str, str]) -> str:
     """Fold the jump rules, missing chains and canary chains into the restore payload, from one
     iptables-save per table (used with the legacy backend, where every single `iptables -C` call
     reads the whole table: ~30 such calls cost more than the restore at 10k Services)."""
     heads: dict[str, list[str]] = {"filter": [], "nat": [], "mangle": []}
     tails: dict[str, list[str]] = {"filter": [], "nat": [], "mangle": []}
+    scans = {table: _scan(text) for table, text in saved.items()}
     in_payload: dict[str, set[str]] = {}
-    for section in payload.split("COMMIT\n"):
-        lines = section.strip().splitlines()
-        if lines and lines[0].startswith("*"):
-            in_payload[lines[0][1:]] = _declared(section)
+    sections = [sec for sec in payload.split("COMMIT\n") if sec.strip()]
+    for sec in sections:
+        header, _, body = sec.lstrip("\n").partition("\n")
+        in_payload[header[1:]] = {ln[1:].split(" ", 1)[0] for ln in body.split("\n") if ln.startswith(":")}
     for table in n.CANARY_TABLES:
-        if n.KUBE_PROXY_CANARY not in _declared(saved.get(table, "")):
+        if n.KUBE_PROXY_CANARY not in scans.get(table, (set(), []))[0]:
             heads[table].append(f":{n.KUBE_PROXY_CANARY} - [0:0]")
     for table, chain, src, comment, extra in (*n.JUMP_CHAINS, *n.KUBELET_JUMP_CHAINS):
-        text = saved.get(table, "")
-        if chain not in _declared(text) and chain not in in_payload.get(table, set()) and \
+        declared, builtin = scans.get(table, (set(), []))
+        if chain not in declared and chain not in in_payload.get(table, set()) and \
                 f":{chain} - [0:0]" not in heads[table]:
             heads[table].append(f":{chain} - [0:0]")
-        if not _has_jump(text, src, chain, comment):
+        if not _has_jump(builtin, src, chain, comment):
             rule = " ".join(extra) + (f' -m comment --comment "{comment}"' if comment else "")
             tails[table].append(f"-I {src} 1 {rule.strip()} -j {chain}".replace("  ", " "))
     out: list[str] = []
     seen: set[str] = set()
-    for section in payload.split("COMMIT\n"):
-        lines = section.strip("\n").splitlines()
-        if not lines:
-            continue
-        table = lines[0][1:]
+    for sec in sections:
+        header, _, body = sec.lstrip("\n").partition("\n")
+        table = header[1:]
         seen.add(table)
-        out += [lines[0], *heads.get(table, []), *lines[1:], *tails.get(table, []), "COMMIT"]
+        out.append("\n".join([header, *heads.get(table, [])]))
+        if body.strip():
+            out.append(body.rstrip("\n"))
+        out.append("\n".join([*tails.get(table, []), "COMMIT"]))
     for table in ("mangle", "filter", "nat"):
         if table not in seen and (heads[table] or tails[table]):
-            out += [f"*{table}", *heads[table], *tails[table], "COMMIT"]
+            out.append("\n".join([f"*{table}", *heads[table], *tails[table], "COMMIT"]))
     return "\n".join(out) + "\n"
 
 
