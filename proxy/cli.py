@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 from proxy.errors import ProxyError
 from proxy.health import ProxierHealth
+from proxy.healthcheck import ServiceHealthServer
 from proxy.iptables import backend
 from proxy.iptables.proxier import Proxier
 from proxy.iptables.render import RenderOptions
@@ -195,6 +196,12 @@ async def run(args: argparse.Namespace, cidr: Any) -> int:
             sync_runner.retry_after(max(args.min_sync_period, 1.0))
 
     sync_runner = BoundedFrequencyRunner(do_sync, args.min_sync_period, args.sync_period, burst=2)
+    service_health = ServiceHealthServer(health)
+
+    def on_synced(ports: Any, local: Any) -> None:  # called from the sync thread
+        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(service_health.sync(ports, local)))
+
+    proxier.on_synced = on_synced
     proxier.on_change = lambda: loop.call_soon_threadsafe(sync_runner.run)
     servers = []
     for app, bind, port in ((health_app(health, metrics), args.healthz_bind_address, 10256),
@@ -244,6 +251,7 @@ async def run(args: argparse.Namespace, cidr: Any) -> int:
         await client.close()
         for srv in servers:
             await srv.cleanup()
+        await service_health.close()
     log.info("podnet proxy stopped (rules stay installed; use --cleanup to remove them)")
     return 0
 

@@ -79,6 +79,8 @@ class Proxier:
         self.last_result: SyncResult | None = None
         self.syncs = 0
         self.on_change: Any = None  # callable() the runner sets to get woken up
+        # callable(health check node ports, local ready endpoints) after each successful sync
+        self.on_synced: Any = None
 
     # ------------------------------------------------------------ handlers (JSON dicts)
 
@@ -241,6 +243,8 @@ class Proxier:
         self.metrics.iptables_last.set(rendered.nat_rules_written - len(rendered.deleted_nat_chains), table="nat")
         self.metrics.no_local_endpoints.set(rendered.no_local_endpoints_internal, traffic_policy="internal")
         self.metrics.no_local_endpoints.set(rendered.no_local_endpoints_external, traffic_policy="external")
+        if self.on_synced is not None:
+            self.on_synced(self.svc_map.health_check_node_ports(), self.endpoints_map.local_ready_endpoints())
         return result
 
     def _observe(self, result: SyncResult) -> None:

@@ -69,3 +69,31 @@ async def test_health_and_metrics_apps() -> None:
 def test_split_hostport() -> None:
     assert split_hostport("0.0.0.0:10256", 1) == ("0.0.0.0", 10256)
     assert split_hostport("[::1]:9", 1) == ("::1", 9)
+
+
+async def test_service_health_check_node_ports() -> None:
+    import aiohttp
+
+    from controlplane.model import ObjectRef
+    from proxy.healthcheck import ServiceHealthServer
+    from tests.conftest import free_port_number
+
+    health = ProxierHealth(timeout=60.0)
+    health.updated(datetime.now(timezone.utc))
+    srv = ServiceHealthServer(health, bind_host="127.0.0.1")
+    ref = ObjectRef("ns", "lb")
+    port = free_port_number()
+    try:
+        await srv.sync({ref: port}, {ref: 0})
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{port}/") as resp:
+                assert resp.status == 503
+                assert json.loads(await resp.text()) == {"service": {"namespace": "ns", "name": "lb"},
+                                                         "localEndpoints": 0, "serviceProxyHealthy": True}
+            await srv.sync({ref: port}, {ref: 2})
+            async with s.get(f"http://127.0.0.1:{port}/") as resp:
+                assert resp.status == 200 and json.loads(await resp.text())["localEndpoints"] == 2
+            await srv.sync({}, {})
+            assert srv.runners == {}
+    finally:
+        await srv.close()
