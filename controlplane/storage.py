@@ -165,26 +165,31 @@ class Store:
                                 prev_entry.raw if prev_entry else None))
         return _Prepared(events, seen)
 
-    def _write(self, batch: list[_Prepared], compacted: int | None) -> None:
+    @staticmethod
+    def _rows(batch: list[_Prepared]) -> _Rows:
+        """The rows of a batch, built on the event loop so that the writer thread holds the GIL only
+        briefly: the last change of each key wins (puts and deletes are then disjoint)."""
+        last: dict[Key, Event] = {}
+        events: list[tuple[int, str, str, str, str, str, str | None]] = []
+        for prepared in batch:
+            for ev in prepared.events:
+                last[ev.key] = ev
+                events.append((ev.rv, ev.key.resource, ev.key.namespace, ev.key.name, ev.type, ev.raw, ev.prev_raw))
+        puts = [(k.resource, k.namespace, k.name, ev.rv, ev.raw) for k, ev in last.items() if ev.type != DELETED]
+        dels = [(k.resource, k.namespace, k.name) for k, ev in last.items() if ev.type == DELETED]
+        return _Rows(puts, dels, events, batch[-1].events[-1].rv)
+
+    def _write(self, rows: _Rows, compacted: int | None) -> None:
         """One transaction for a batch of prepared commits (runs in the writer thread when async)."""
         cur = self.db.cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")
-            for prepared in batch:
-                for ev in prepared.events:
-                    k = ev.key
-                    if ev.type == DELETED:
-                        cur.execute("DELETE FROM objects WHERE resource=? AND namespace=? AND name=?",
-                                    (k.resource, k.namespace, k.name))
-                    else:
-                        cur.execute("INSERT OR REPLACE INTO objects(resource, namespace, name, rv, json) "
-                                    "VALUES (?,?,?,?,?)", (k.resource, k.namespace, k.name, ev.rv, ev.raw))
-                cur.executemany("INSERT INTO events(rv, resource, namespace, name, type, json, prev) "
-                                "VALUES (?,?,?,?,?,?,?)",
-                                [(ev.rv, ev.key.resource, ev.key.namespace, ev.key.name, ev.type, ev.raw,
-                                  ev.prev_raw) for ev in prepared.events])
-            last = batch[-1].events[-1].rv
-            cur.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('rv', ?)", (str(last),))
+            cur.executemany("INSERT OR REPLACE INTO objects(resource, namespace, name, rv, json) VALUES (?,?,?,?,?)",
+                            rows.puts)
+            cur.executemany("DELETE FROM objects WHERE resource=? AND namespace=? AND name=?", rows.dels)
+            cur.executemany("INSERT INTO events(rv, resource, namespace, name, type, json, prev) "
+                            "VALUES (?,?,?,?,?,?,?)", rows.events)
+            cur.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('rv', ?)", (str(rows.last_rv),))
             if compacted is not None:
                 cur.execute("DELETE FROM events WHERE rv <= ?", (compacted,))
                 cur.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('compacted', ?)", (str(compacted),))
@@ -232,7 +237,7 @@ class Store:
         prepared = self._prepare(changes)
         compacted, self._compact_pending = self._compact_pending, None
         try:
-            self._write([prepared], compacted)
+            self._write(self._rows([prepared]), compacted)
         except BaseException:
             self._compact_pending = compacted
             raise
@@ -316,7 +321,7 @@ class Store:
             batch, self._queue = self._queue, []
             compacted, self._compact_pending = self._compact_pending, None
             try:
-                await loop.run_in_executor(self._executor, self._write, batch, compacted)
+                await loop.run_in_executor(self._executor, self._write, self._rows(batch), compacted)
             except Exception as exc:
                 self._fail(exc, batch)
                 return
@@ -340,6 +345,14 @@ class Store:
                                 (str(compacted),))
         except sqlite3.Error:
             log.exception("history compaction failed (kept more history than needed)")
+
+
+@dataclass
+class _Rows:
+    puts: list[tuple[str, str, str, int, str]]
+    dels: list[tuple[str, str, str]]
+    events: list[tuple[int, str, str, str, str, str, str | None]]
+    last_rv: int
 
 
 @dataclass
