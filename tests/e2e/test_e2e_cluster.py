@@ -67,6 +67,11 @@ def test_nodes_and_pods_via_kubectl(lab: Lab) -> None:
     pods = kget(lab, "pods", "-l", "app=echo")["items"]
     assert {p["spec"]["nodeName"] for p in pods} == {"node-1", "node-2"}
     assert all(pod_ready(p) and p["status"]["phase"] == "Running" for p in pods)
+    by_name = {n["metadata"]["name"]: n for n in nodes}
+    for me, other in (("node-1", "node-2"), ("node-2", "node-1")):  # host-gw routes from the Node objects
+        routes = lab_exec(lab, me, "ip", "route", "show", "proto", "188").stdout
+        ip = lab.t.node(other).ip  # type: ignore[union-attr]
+        assert f"{by_name[other]['spec']['podCIDR']} via {ip}" in routes
     table = kubectl(lab, "get", "pods", "-o", "wide")
     assert "echo-1" in table and "Running" in table
 
