@@ -65,7 +65,8 @@ class Live:
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
+def live(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Live]:
+    controllers = getattr(request, "param", "")
     box = netns.Sandbox(prefix="pl")
     try:
         topo = t.build(box, backends=2)
@@ -73,7 +74,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
         port = free_port_number()
         cp_log = open(tmp_path / "cp.log", "ab")
         box.popen(topo.node, [sys.executable, "-m", "podnet", "controlplane", "--listen", f"127.0.0.1:{port}",
-                              "--data-dir", str(tmp_path), "--controllers", "", "--service-cidr", "10.96.0.0/16"],
+                              "--data-dir", str(tmp_path), "--controllers", controllers, "--service-cidr", "10.96.0.0/16"],
                   stdout=cp_log, stderr=subprocess.STDOUT, cwd=REPO)
         if not netns.wait_for(lambda: _http(topo.node, f"http://127.0.0.1:{port}/version")[0] == 200, timeout=30):
             pytest.fail("podnet controlplane did not start: " + (tmp_path / "cp.log").read_text()[-2000:])
@@ -129,3 +130,22 @@ def test_live_proxy_follows_the_api(live: Live) -> None:
     netns.stop(live.proxy)
     netns.run(live.topo.node, [sys.executable, "-m", "podnet", "proxy", "--cleanup"], timeout=60)
     assert "KUBE-" not in live.topo.iptables_save(False)
+
+
+@pytest.mark.parametrize("live", ["endpoints"], indirect=True)
+def test_live_proxy_with_the_endpoints_controller(live: Live) -> None:
+    """Pods + a selector Service -> the endpoints controller writes EndpointSlices -> the proxy."""
+    live.start_proxy()
+    live.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "app", "namespace": "default"},
+                "spec": {"clusterIP": "10.96.5.7", "selector": {"app": "demo"},
+                         "ports": [{"name": "p", "port": 80, "targetPort": t.PORT}]}})
+    for i, ip_ in enumerate(live.topo.backend_ips):
+        live.apply({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": f"demo-{i}", "namespace": "default", "labels": {"app": "demo"}},
+                    "spec": {"nodeName": t.NODE_NAME, "containers": [{"name": "c", "image": "x"}]}})
+        status = {"status": {"phase": "Running", "podIP": ip_, "podIPs": [{"ip": ip_}],
+                             "conditions": [{"type": "Ready", "status": "True"}]}}
+        live.kubectl("patch", "pod", f"demo-{i}", "--subresource=status", "--type=merge", "-p", json.dumps(status))
+    assert netns.wait_for(lambda: set(live.answers("10.96.5.7", 20)) == {"b0", "b1"}, timeout=30), live.log()
+    live.kubectl("delete", "pod", "demo-0", "--wait=false")
+    assert netns.wait_for(lambda: set(live.answers("10.96.5.7", 10)) == {"b1"}, timeout=30), live.log()
