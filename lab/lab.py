@@ -254,6 +254,12 @@ class Lab:
                     pass
             removed.append(f"process {p['role']} ({p['pid']})")
         self._reap()
+        for pid in self._stray_relays():
+            try:
+                os.kill(pid, signal.SIGKILL)
+                removed.append(f"process relay ({pid})")
+            except ProcessLookupError:
+                pass
         for uid in self._pod_uids():
             if netns.exists(netns_name(uid)):
                 netns.delete(netns_name(uid))
@@ -277,11 +283,25 @@ class Lab:
 
     def _pod_uids(self) -> list[str]:
         uids: list[str] = []
-        for node in self.t.nodes:
-            pods = node.root_dir / "pods"
-            if pods.is_dir():
-                uids.extend(d.name for d in pods.iterdir())
+        nodes = self.t.state_dir / "nodes"
+        for pods in (nodes.glob("*/pods") if nodes.is_dir() else []):
+            uids.extend(d.name for d in pods.iterdir())
         return uids
+
+    def _stray_relays(self) -> list[int]:
+        """Relay processes of this lab the state file does not list (it was lost in a crash)."""
+        want = f"--netns\0{self.t.hub}\0".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"lab.relay" in cmd and want in cmd:
+                found.append(int(entry.name))
+        return found
 
     # -- status / exec ------------------------------------------------------------------------------
     async def status(self) -> str:

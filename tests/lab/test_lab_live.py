@@ -69,3 +69,19 @@ def test_down_of_a_lab_that_never_existed_is_fine() -> None:
     out = lab("down", "--name", f"none-{secrets.token_hex(2)}")
     assert out.returncode == 0
     assert lab("kubeconfig", "--name", "never-up").returncode == 1
+
+
+def test_down_without_a_state_file() -> None:
+    """Even with state.json gone (the worst crash), down finds the lab by its names."""
+    name = f"ls-{secrets.token_hex(3)}"
+    try:
+        up = lab("up", "--name", name, "--nodes", "1", "--no-dns")
+        assert up.returncode == 0, up.stdout + up.stderr
+        Path(f"/run/podnet/lab/{name}/state.json").unlink()
+        down = lab("down", "--name", name)
+        assert down.returncode == 0, down.stderr
+        assert leftovers(name) == []
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert f"pnlab-{name}-hub" not in ps  # the root-namespace relay too
+    finally:
+        lab("down", "--name", name)
