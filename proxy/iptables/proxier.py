@@ -24,7 +24,8 @@ from proxy.errors import ProxyError
 from proxy.health import ProxierHealth
 from proxy.iptables import backend
 from proxy.iptables.names import is_service_chain
-from proxy.iptables.render import ProxyState, RenderMemo, Rendered, RenderOptions, render
+from proxy.iptables.fragments import RenderMemo
+from proxy.iptables.render import ProxyState, Rendered, RenderOptions, render
 from proxy.metrics import ProxyMetrics
 
 log = logging.getLogger("podnet.proxy")

@@ -16,6 +16,10 @@ from typing import Mapping, Sequence
 from controlplane.model import IPAddress, ObjectRef
 from proxy.changes import EndpointInfo, ServicePortInfo, ServicePortName, categorize_endpoints
 from proxy.iptables import names as n
+from proxy.iptables.fragments import (
+    FILTER_EXTERNAL, FILTER_FIREWALL, FILTER_NODEPORTS, FILTER_SERVICES, NAT_NODEPORTS, NAT_SERVICES, Fragment,
+    RenderMemo, Table, build_memo, top_level_delta,
+)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LARGE_CLUSTER_ENDPOINTS_THRESHOLD = 1000
@@ -63,139 +67,6 @@ class Rendered:
     memo: "RenderMemo | None" = None
 
 
-FILTER_SERVICES = ("filter", n.KUBE_SERVICES)
-FILTER_EXTERNAL = ("filter", n.KUBE_EXTERNAL_SERVICES)
-FILTER_FIREWALL = ("filter", n.KUBE_PROXY_FIREWALL)
-FILTER_NODEPORTS = ("filter", n.KUBE_NODEPORTS)
-NAT_SERVICES = ("nat", n.KUBE_SERVICES)
-NAT_NODEPORTS = ("nat", n.KUBE_NODEPORTS)
-
-
-class Fragment:
-    """What one service port contributes: rules in the shared top-level chains (`tops`) and the
-    nat chains it owns (`own`: SVC/SVL/EXT/FW/SEP)."""
-
-    __slots__ = ("tops", "own", "active", "no_local_internal", "no_local_external", "endpoints", "counts")
-
-    def __init__(self) -> None:
-        self.tops: dict[tuple[str, str], list[str]] = {}
-        self.own: dict[str, list[str]] = {}
-        self.active: list[str] = []
-        self.no_local_internal = 0
-        self.no_local_external = 0
-        self.endpoints = 0
-        self.counts = (0, 0, 0)  # filter top rules, nat top rules, own rules (set when complete)
-
-    def seal(self) -> "Fragment":
-        self.counts = (sum(len(v) for (t, _c), v in self.tops.items() if t == "filter"),
-                       sum(len(v) for (t, _c), v in self.tops.items() if t == "nat"),
-                       sum(len(v) for v in self.own.values()))
-        return self
-
-    def top(self, key: tuple[str, str]) -> list[str]:
-        lines = self.tops.get(key)
-        if lines is None:
-            lines = self.tops[key] = []
-        return lines
-
-    def chain(self, name: str) -> list[str]:
-        lines = self.own.get(name)
-        if lines is None:
-            lines = self.own[name] = []
-        return lines
-
-    def own_lines(self) -> int:
-        return self.counts[2]
-
-
-@dataclass
-class RenderMemo:
-    """The last applied render, kept by the shell for incremental partial syncs."""
-
-    fragments: dict[ServicePortName, Fragment]
-    by_service: dict[ObjectRef, list[ServicePortName]]
-    total_endpoints: int
-    totals: tuple[int, int, int, int, int]  # filter tops, nat tops, own, no-local internal, external
-    active: frozenset[str]
-
-
-def _memo(frags: dict[ServicePortName, Fragment], active: frozenset[str]) -> RenderMemo:
-    by_service: dict[ObjectRef, list[ServicePortName]] = {}
-    totals = [0, 0, 0, 0, 0]
-    eps = 0
-    for spn, f in frags.items():
-        by_service.setdefault(spn.ref, []).append(spn)
-        totals[0] += f.counts[0]
-        totals[1] += f.counts[1]
-        totals[2] += f.counts[2]
-        totals[3] += f.no_local_internal
-        totals[4] += f.no_local_external
-        eps += f.endpoints
-    return RenderMemo(frags, by_service, eps, (totals[0], totals[1], totals[2], totals[3], totals[4]), active)
-
-
-def _top_level_delta(old_frags: Sequence[Fragment], new_frags: Sequence[Fragment]) -> dict[str, list[str]]:
-    """-D / -I / -A lines turning the top-level chains of `previous` into those of `frags`.
-
-    Only service ports of changed Services can differ. New nat KUBE-SERVICES rules are inserted
-    at the top (the NodePorts jump must stay last); rule order among services is irrelevant
-    because each rule matches a distinct destination.
-    """
-    old: dict[tuple[str, str], list[str]] = {}
-    new: dict[tuple[str, str], list[str]] = {}
-    for src, dst in ((old_frags, old), (new_frags, new)):
-        for frag in src:
-            for key, lines in frag.tops.items():
-                dst.setdefault(key, []).extend(lines)
-    out: dict[str, list[str]] = {"filter": [], "nat": []}
-    for key in sorted(set(old) | set(new)):
-        table, chain = key
-        before, after = old.get(key, []), new.get(key, [])
-        keep_old, keep_new = set(before), set(after)
-        out[table] += ["-D" + line[2:] for line in before if line not in keep_new]
-    for key in sorted(set(old) | set(new)):
-        table, chain = key
-        before, after = old.get(key, []), new.get(key, [])
-        keep_old = set(before)
-        adds = [line for line in after if line not in keep_old]
-        if key == NAT_SERVICES:
-            out[table] += [f"-I {chain} 1" + line[3 + len(chain):] for line in reversed(adds)]
-        else:
-            out[table] += adds
-    return out
-
-
-class _Table:
-    """Chain lines + rules grouped by chain."""
-
-    def __init__(self) -> None:
-        self.chains: dict[str, list[str]] = {}
-
-    def chain(self, name: str) -> list[str]:
-        rules = self.chains.get(name)
-        if rules is None:
-            rules = self.chains[name] = []
-        return rules
-
-    def lines(self) -> int:
-        return sum(len(r) for r in self.chains.values())
-
-    def emit(self, out: list[str], header: str, deleted: Sequence[str] = (), extra: Sequence[str] = ()) -> None:
-        order = sorted(self.chains)
-        for first in (n.KUBE_SERVICES, n.KUBE_NODEPORTS):  # these two lead, as in upstream's dumps
-            if first in self.chains:
-                order.remove(first)
-                order.insert(0, first)
-        out.append(header)
-        out.extend(f":{c} - [0:0]" for c in order)
-        out.extend(f":{c} - [0:0]" for c in deleted)
-        out.extend(extra)
-        for c in order:
-            out.extend(self.chains[c])
-        out.extend(f"-X {c}" for c in deleted)
-        out.append("COMMIT")
-
-
 def _ports_of(services: Mapping[ServicePortName, ServicePortInfo], ref: ObjectRef) -> list[ServicePortName]:
     return [spn for spn in services if spn.ref == ref]
 
@@ -224,8 +95,8 @@ class _Renderer:
         self.s = state
         self.o = state.options
         self.mark = self.o.masquerade_mark
-        self.filter = _Table()
-        self.nat = _Table()
+        self.filter = Table()
+        self.nat = Table()
         self.active: set[str] = set()
         self.large = False
         self.no_local_internal = 0
@@ -267,7 +138,7 @@ class _Renderer:
             filter_rules=self.filter.lines(), nat_rules=self.nat.lines() + skipped,
             nat_rules_written=self.nat.lines(), large_cluster=self.large,
             no_local_endpoints_internal=self.no_local_internal, no_local_endpoints_external=self.no_local_external,
-            memo=_memo(frags, active))
+            memo=build_memo(frags, active))
 
     def _run_delta(self, memo: RenderMemo, changed: frozenset[ObjectRef]) -> Rendered:
         """Incremental partial sync: O(changed Services) work, top-level chains patched by -D/-I."""
@@ -292,13 +163,13 @@ class _Renderer:
         added = {c for f in new for c in f.active}
         active = (memo.active - gone) | added
         deleted = tuple(sorted(c for c in self.s.existing_nat_chains - active if n.is_service_chain(c)))
-        delta = _top_level_delta(old, new)
+        delta = top_level_delta(old, new)
         own = self.nat
-        self.filter, self.nat = _Table(), _Table()  # static chains: counted, not rewritten
+        self.filter, self.nat = Table(), Table()  # static chains: counted, not rewritten
         self._top_level()
         self._tail()
         static_filter, static_nat = self.filter.lines(), self.nat.lines()
-        self.filter, self.nat = _Table(), own
+        self.filter, self.nat = Table(), own
         out: list[str] = []
         self.filter.emit(out, "*filter", extra=delta["filter"])
         self.nat.emit(out, "*nat", deleted, extra=delta["nat"])
