@@ -302,7 +302,7 @@ def test_kill9_restart_keeps_acknowledged_writes_and_resumes_watch(tmp_path: Pat
         server.proc.wait(10)
     finally:
         server.stop()
-    server = start_controlplane(data, port, "--controllers", "")
+    server = start_controlplane(data, free_port_number(), "--controllers", "")  # a new port: the old one may be taken
     try:
         h = HTTP(server)
         _, lst = h.json("GET", pods("dur"), expect=200)
@@ -561,7 +561,7 @@ async def test_kill9_during_concurrent_writes_loses_nothing_acknowledged(tmp_pat
     finally:
         server.stop()
     assert len(acked) > 20
-    server = start_controlplane(data, port, "--controllers", "")
+    server = start_controlplane(data, free_port_number(), "--controllers", "")  # a new port: the old one may be taken
     try:
         _, lst = HTTP(server).json("GET", pods(), expect=200)
         stored = {i["metadata"]["name"] for i in lst["items"]}
