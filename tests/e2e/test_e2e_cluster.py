@@ -39,6 +39,10 @@ def lab() -> Iterator[Lab]:
                     "spec": {"type": "NodePort", "selector": {"app": "echo"},
                              "ports": [{"name": "http", "port": 80, "targetPort": "http", "nodePort": NODEPORT}]}})
         wait(lambda: len(ready_addresses(lab, "echo")) == 3, 60, "3 ready echo endpoints")
+        vip = str(kget(lab, "service", "echo")["spec"]["clusterIP"])
+        for node in ("node-1", "node-2"):  # the proxies have programmed the Service
+            wait(lambda: lab_exec(lab, node, "curl", "-s", "-m", "2", f"http://{vip}/").returncode == 0, 20,
+                 f"the echo Service on {node}")
         yield lab
     finally:
         lab.down()
