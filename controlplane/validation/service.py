@@ -19,8 +19,8 @@ def prepare_service_update(spec: JSON, ospec: JSON) -> None:
     keep the old clusterIP/nodePorts the new spec leaves empty, drop those a type change no longer needs."""
     if not ospec:
         return
-    new_type = spec.get("type") or "ClusterIP"
-    old_type = ospec.get("type") or "ClusterIP"
+    new_type = _scalar(spec.get("type")) or "ClusterIP"
+    old_type = _scalar(ospec.get("type")) or "ClusterIP"
     if new_type != "ExternalName" and old_type != "ExternalName":
         if not spec.get("clusterIP") and not spec.get("clusterIPs") and ospec.get("clusterIP"):
             spec["clusterIP"] = ospec.get("clusterIP")
@@ -29,15 +29,24 @@ def prepare_service_update(spec: JSON, ospec: JSON) -> None:
     _drop_type_dependent_fields(spec, ospec, new_type, old_type)
 
 
+def _scalar(value: object) -> object:
+    """The value if it can be a dict key; None for garbage (lists, maps), which validation reports later."""
+    return value if value is None or isinstance(value, (str, int, float, bool)) else None
+
+
+def _port_key(port: JSON) -> tuple[object, object]:
+    return _scalar(port.get("port")), _scalar(port.get("protocol")) or "TCP"
+
+
 def _keep_node_ports(spec: JSON, ospec: JSON, new_type: str, old_type: str) -> None:
     """Keep the old nodePorts (and healthCheckNodePort) the new spec leaves empty; drop the old
     nodePorts when the new type needs none."""
-    old_by_key = {(p.get("port"), p.get("protocol") or "TCP"): p.get("nodePort")
+    old_by_key = {_port_key(p): _scalar(p.get("nodePort"))
                   for p in _list(ospec.get("ports")) if isinstance(p, dict)}
     if new_type in NEEDS_NODE_PORTS and old_type in NEEDS_NODE_PORTS:
         for p in _list(spec.get("ports")):
             if isinstance(p, dict) and not p.get("nodePort"):
-                np = old_by_key.get((p.get("port"), p.get("protocol") or "TCP"))
+                np = old_by_key.get(_port_key(p))
                 if np:
                     p["nodePort"] = np
         if spec.get("type") == "LoadBalancer" and not spec.get("healthCheckNodePort") \
@@ -46,7 +55,7 @@ def _keep_node_ports(spec: JSON, ospec: JSON, new_type: str, old_type: str) -> N
     elif new_type not in NEEDS_NODE_PORTS and old_type in NEEDS_NODE_PORTS:
         old_set = {v for v in old_by_key.values() if v}
         for p in _list(spec.get("ports")):
-            if isinstance(p, dict) and p.get("nodePort") in old_set:
+            if isinstance(p, dict) and _scalar(p.get("nodePort")) in old_set:
                 p.pop("nodePort", None)
 
 

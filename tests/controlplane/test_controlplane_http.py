@@ -132,6 +132,16 @@ def test_put_and_patch_errors(h: HTTP) -> None:
     h.json("DELETE", pods(name="pp"), expect=200)
 
 
+def test_service_update_with_garbage_port_is_422(h: HTTP) -> None:
+    svc_path = "/api/v1/namespaces/default/services"
+    _, created = h.json("POST", svc_path, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gp"},
+                                            "spec": {"type": "NodePort", "ports": [{"port": 80}]}}, expect=201)
+    bad = dict(created, spec=dict(created["spec"], ports=[{"port": [[]], "nodePort": [1]}]))
+    _, body = h.json("PUT", f"{svc_path}/gp", bad, expect=422)
+    assert body["reason"] == "Invalid"
+    h.json("DELETE", f"{svc_path}/gp", expect=200)
+
+
 def test_unknown_paths_and_params(h: HTTP) -> None:
     for path in ("/api/v1/widgets", "/apis/apps/v1/deployments", "/api/v2/pods", "/nothing",
                  "/api/v1/namespaces/default/pods/p/exec", "/apis/nope", "/openapi/v3/apis/nope/v1"):

@@ -238,6 +238,18 @@ def test_service_update_rules() -> None:
     assert [(f, r) for f, r, _ in causes("Service", fresh_en)] == [("spec.ipFamilyPolicy", "FieldValueForbidden")]
 
 
+def test_service_update_with_garbage_ports_is_invalid_not_a_crash() -> None:
+    old = svc(type="NodePort", clusterIP="10.96.0.10", ports=[{"port": 80, "nodePort": 30080}])
+    for bad_port in ([[]], {"x": 1}):
+        new = copy.deepcopy(old)
+        new["spec"]["ports"] = [{"port": bad_port, "nodePort": [30080], "protocol": {}}]
+        assert causes("Service", new, old), bad_port  # reported as causes, never a TypeError
+        garbage_old = copy.deepcopy(old)
+        garbage_old["spec"]["type"] = ["NodePort"]
+        garbage_old["spec"]["ports"] = [{"port": bad_port, "nodePort": {}}]
+        causes("Service", copy.deepcopy(old), garbage_old)
+
+
 def test_metadata_rules() -> None:
     bad = svc()
     bad["metadata"] = {"name": "Web_1", "namespace": "default", "labels": {"-x": "y", "ok": "bad value"},
