@@ -49,9 +49,10 @@ class Watcher:
         """Pending items (possibly empty after `timeout`); None once closed and drained."""
         if not self.items and not self.closed:
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            try:  # asyncio.timeout, unlike wait_for, starts no task per wake-up (watch fan-out hot path)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
                 return []
         if self.items:
             batch = list(self.items)
