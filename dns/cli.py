@@ -10,6 +10,7 @@ import signal
 import sys
 from typing import Any
 
+from podnet.daemon import add_api_source_args, client_from_args, setup_logging, stop_on_signals
 from dns.answer import Options, PodMode
 from dns.forward import Forwarder, ForwardError, parse_upstreams
 from dns.http import serve, split_hostport
@@ -20,9 +21,7 @@ log = logging.getLogger("podnet.dns")
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="podnet dns", description="Cluster DNS (Kubernetes DNS spec 1.1.0).")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--server", help="API server URL, e.g. http://127.0.0.1:6443")
-    src.add_argument("--kubeconfig", help="kubeconfig file")
+    add_api_source_args(p)
     p.add_argument("--listen", default="0.0.0.0:53", help="UDP+TCP address (default 0.0.0.0:53)")
     p.add_argument("--zone", default="cluster.local", help="cluster domain (default cluster.local)")
     p.add_argument("--upstream", default="/etc/resolv.conf",
@@ -59,19 +58,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace, *, worker: int = 0, stop: asyncio.Event | None = None) -> int:
-    from controlplane.client import Client
     from dns.sync import ViewSync
 
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals(stop)
     upstreams = [] if args.upstream == "none" else parse_upstreams(args.upstream)
     forwarder = Forwarder(upstreams, timeout=args.forward_timeout, max_concurrent=args.max_concurrent,
                           max_ttl=args.cache_ttl)
     options = Options(zone=args.zone.lower().strip("."), ttl=args.ttl, pods=PodMode(args.pods))
     server = DNSServer(options, forwarder, cache_size=max(1, args.cache_size))
-    client = Client.from_kubeconfig(args.kubeconfig) if args.kubeconfig else Client(args.server)
+    client = client_from_args(args)
     sync = ViewSync(client, options.zone, server.set_view, watch_pods=options.pods is PodMode.VERIFIED)
     server.metrics.gauges.update({
         "podnet_dns_ready": lambda: float(sync.synced),
@@ -167,8 +162,7 @@ def _spawn_workers(argv: list[str], n: int) -> list[int]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
         if args.upstream != "none":
             parse_upstreams(args.upstream)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
-import signal
 import sys
 
+from podnet.daemon import add_api_source_args, client_from_args, setup_logging, stop_on_signals
 from endpoints.core import DEFAULT_MAX_ENDPOINTS_PER_SLICE, MAX_ENDPOINTS_PER_SLICE_LIMIT
 
 
@@ -35,9 +34,7 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podnet endpoints",
                                 description="Keep Endpoints and EndpointSlices of selector Services true.")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--server", help="API server URL, e.g. http://127.0.0.1:6443")
-    src.add_argument("--kubeconfig", help="kubeconfig file (its current context)")
+    add_api_source_args(p)
     p.add_argument("--max-endpoints-per-slice", type=_per_slice, default=DEFAULT_MAX_ENDPOINTS_PER_SLICE,
                    help=f"endpoints per EndpointSlice (1..{MAX_ENDPOINTS_PER_SLICE_LIMIT}, "
                         f"default {DEFAULT_MAX_ENDPOINTS_PER_SLICE})")
@@ -52,18 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _serve(args: argparse.Namespace) -> int:
     from controlplane import errors
-    from controlplane.client import Client, KubeConfigError
+    from controlplane.client import KubeConfigError
     from endpoints.controller import run
 
     try:
-        client = Client.from_kubeconfig(args.kubeconfig) if args.kubeconfig else Client(args.server)
+        client = client_from_args(args)
     except (errors.APIError, KubeConfigError, OSError) as exc:
         print(f"podnet endpoints: {exc}", file=sys.stderr)
         return 2
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await run(client, stop, max_endpoints_per_slice=args.max_endpoints_per_slice, workers=args.workers,
                   mirroring=args.mirroring, mirroring_max_endpoints_per_subset=args.mirroring_max_endpoints_per_subset)
@@ -74,6 +68,5 @@ async def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(str(args.log_level))
     return asyncio.run(_serve(args))

@@ -16,13 +16,13 @@ import ipaddress
 import logging
 import os
 import re
-import signal
 import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from podnet.daemon import add_api_source_args, client_from_args, stop_on_signals
 from proxy.errors import ProxyError
 from proxy.health import ProxierHealth
 from proxy.healthcheck import ServiceHealthServer
@@ -58,8 +58,7 @@ def parse_duration(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podnet proxy", description="kube-proxy, iptables mode")
-    p.add_argument("--server", help="API server URL")
-    p.add_argument("--kubeconfig", help="kubeconfig file")
+    add_api_source_args(p, required=False)  # --cleanup needs neither
     p.add_argument("--node", "--hostname-override", dest="node", default=socket.gethostname(),
                    help="this node's name (endpoints on it are local)")
     p.add_argument("--mode", default="iptables", choices=["iptables"], help="proxy mode")
@@ -163,10 +162,10 @@ def setup_kernel(localhost_nodeports: bool) -> bool:
 
 
 async def run(args: argparse.Namespace, cidr: Any) -> int:
-    from controlplane.client import Client, Informer
+    from controlplane.client import Informer
     from controlplane.resources import ENDPOINTSLICES, NODES, SERVICES
 
-    client = Client.from_kubeconfig(args.kubeconfig) if args.kubeconfig else Client(args.server)
+    client = client_from_args(args)
     localhost_np = args.iptables_localhost_nodeports == "true"
     liberal = setup_kernel(localhost_np)
     mode = backend.detect_backend() if args.iptables_backend == "auto" else args.iptables_backend
@@ -183,10 +182,8 @@ async def run(args: argparse.Namespace, cidr: Any) -> int:
                       incremental=args.iptables_incremental == "true")
     log.info("podnet proxy: node %s, iptables backend %s, pid %d", args.node, mode, os.getpid())
 
-    stop = asyncio.Event()
+    stop = stop_on_signals()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
 
     async def do_sync() -> None:
         if time.monotonic() - proxier.last_full_sync >= args.sync_period:
