@@ -49,6 +49,13 @@ def service(name: str, svc_type: str = "ClusterIP", node_port: int = 0) -> dict[
 class Demo:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
+        self.summary: list[str] = []
+
+    def note(self, what: str, counts: Counter[str]) -> None:
+        pods = sorted(k for k in counts if k != "FAILED")
+        failed = counts.get("FAILED", 0)
+        self.summary.append(f"{what}: {sum(counts.values()) - failed}/{sum(counts.values())} answered by "
+                            f"{len(pods)} pods ({', '.join(pods)})")
 
     # -- plumbing -----------------------------------------------------------------------------------
     def kubectl(self, *args: str, input: str | None = None, show: bool = False) -> str:
@@ -100,6 +107,9 @@ class Demo:
             pods = self.get("pods")["items"]
             return len(pods) == 4 and all(_ready(p) for p in pods)
         self.wait(ready, 60, "the pods to be Ready")
+        ips = [p["status"]["podIP"] for p in self.get("pods", "-l", "app=echo")["items"]]
+        self.wait(lambda: all(self.rules_have(n, ip) for n in self.lab.t.nodes for ip in ips), 30,
+                  "both proxies to program the echo endpoints")
         self.kubectl("get", "pods", "-o", "wide", show=True)
         self.kubectl("get", "services", show=True)
         self.kubectl("get", "endpointslices", show=True)
@@ -107,7 +117,9 @@ class Demo:
     def clusterip(self) -> None:
         vip = self.get("service", "echo")["spec"]["clusterIP"]
         heading(f"3. 30 requests from pod 'toolbox' (node-2) to the ClusterIP http://{vip}/")
-        show_counts(self.requests("toolbox", f"http://{vip}/", 30))
+        counts = self.requests("toolbox", f"http://{vip}/", 30)
+        show_counts(counts)
+        self.note("ClusterIP", counts)
 
     def dns(self) -> None:
         heading("4. The same through cluster DNS (kube-dns pods behind 10.96.0.10, reached through the proxy)")
@@ -118,13 +130,17 @@ class Demo:
         short = self.run_in("toolbox", "getent hosts echo").strip()
         print(f"  getent hosts echo (search path)            -> {short}")
         print("  30 requests to http://echo/ (short name):")
-        show_counts(self.requests("toolbox", "http://echo/", 30))
+        counts = self.requests("toolbox", "http://echo/", 30)
+        show_counts(counts)
+        self.note("DNS name http://echo/", counts)
 
     def nodeport(self) -> None:
         heading(f"5. NodePort {NODEPORT} from namespace '{self.lab.t.client}' (outside the cluster, on the underlay)")
         for node in self.lab.t.nodes:
             print(f"  20 requests to {node.name} {node.ip}:{NODEPORT}:")
-            show_counts(self.requests("client", f"http://{node.ip}:{NODEPORT}/", 20))
+            counts = self.requests("client", f"http://{node.ip}:{NODEPORT}/", 20)
+            show_counts(counts)
+            self.note(f"NodePort via {node.name} from outside", counts)
 
     def delete_pod(self) -> None:
         vip = self.get("service", "echo")["spec"]["clusterIP"]
@@ -144,6 +160,8 @@ class Demo:
         print("  after the deletion, 20 more requests:")
         after = self.requests("toolbox", f"http://{vip}/", 20)
         show_counts(after)
+        self.note("during the deletion of echo-2", counts)
+        self.note("after it", after)
         if "echo-2" in after or after.get("FAILED"):
             raise LabError("traffic still reached the deleted pod or failed after the deletion")
 
@@ -165,6 +183,8 @@ class Demo:
         for i in range(rounds):
             self.kubectl("delete", "service", f"latency-{i}")
         ms = sorted(s * 1000 for s in samples)
+        self.summary.append(f"network programming (Service create -> first connection from the other node): "
+                            f"p50 {statistics.median(ms):.0f} ms, max {ms[-1]:.0f} ms")
         print(f"  {rounds} Services: p50 {statistics.median(ms):.0f} ms, max {ms[-1]:.0f} ms "
               f"(includes kubectl apply + get, ~{_kubectl_cost(self)*1000:.0f} ms of it; changes closer than the "
               "proxy's 1s min-sync-period wait for it)")
@@ -179,6 +199,12 @@ class Demo:
         if values.get("_count"):
             print(f"  node-2 kube-proxy network_programming_duration_seconds (EndpointSlice trigger time -> rules "
                   f"synced): {int(values['_count'])} changes, mean {values['_sum'] / values['_count'] * 1000:.0f} ms")
+
+    def rules_have(self, node: Any, ip: str) -> bool:
+        """The node's kube-proxy nat rules DNAT to ip (the endpoint is programmed)."""
+        out = subprocess.run(["ip", "netns", "exec", node.netns, "iptables-save", "-t", "nat"],
+                             capture_output=True, text=True).stdout
+        return f"--to-destination {ip}:" in out
 
     def endpoint_change(self) -> None:
         """Scale up by one pod: its Ready -> its endpoint's DNAT rule present on both nodes."""
@@ -202,6 +228,7 @@ class Demo:
             time.sleep(0.01)
         where = ", ".join(f"{n} {d * 1000:.0f} ms" for n, d in sorted(seen.items()))
         print(f"  endpoint change: pod echo-4 Ready (seen by kubectl) -> its DNAT rule in place: {where}")
+        self.summary.append(f"endpoint change (new pod Ready -> its DNAT rule on each node): {where}")
 
 
 def _kubectl_cost(demo: Demo) -> float:
@@ -254,6 +281,9 @@ def main(argv: list[str]) -> int:
         demo.nodeport()
         demo.delete_pod()
         demo.latency()
+        heading("Summary")
+        for line in demo.summary:
+            print(f"  {line}")
         ok = True
     except (LabError, NetnsError, subprocess.SubprocessError, OSError) as exc:
         print(f"\npodnet demo failed: {exc}", file=sys.stderr)
