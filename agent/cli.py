@@ -7,8 +7,14 @@ import asyncio
 import ipaddress
 import logging
 import os
-import signal
 import socket
+
+from podnet.daemon import (
+    add_api_source_args,
+    client_from_args,
+    setup_logging,
+    stop_on_signals,
+)
 
 log = logging.getLogger("podnet.agent")
 
@@ -37,9 +43,7 @@ def _label(text: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podnet agent", description="node agent: registers the Node, runs its pods "
                                 "(CNI, processes in network namespaces, probes), keeps host-gw routes")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--server", help="API server URL, e.g. http://127.0.0.1:6443")
-    src.add_argument("--kubeconfig", help="kubeconfig file")
+    add_api_source_args(p)
     p.add_argument("--node", required=True, help="the Node name to register")
     p.add_argument("--node-ip", type=_ip, default=None, help="InternalIP (default: the address used to reach the API)")
     p.add_argument("--node-label", type=_label, action="append", default=[], help="KEY=VALUE, repeatable")
@@ -79,9 +83,8 @@ def _guess_node_ip(server: str) -> str:
 
 async def _serve(args: argparse.Namespace) -> int:
     from agent.agent import Agent, Options
-    from controlplane.client import Client
 
-    client = Client(args.server) if args.server else Client.from_kubeconfig(args.kubeconfig)
+    client = client_from_args(args)
     opts = Options(
         node=args.node, node_ip=args.node_ip or _guess_node_ip(client.server),
         cni_bin_dirs=[d for d in args.cni_bin_dir.split(":") if d], cni_conf_dir=args.cni_conf_dir,
@@ -90,10 +93,7 @@ async def _serve(args: argparse.Namespace) -> int:
         cni_ipam=args.cni_ipam, non_masquerade_cidr=args.non_masquerade_cidr or "", host_gw=not args.no_host_gw,
         restart_backoff=args.restart_backoff, labels=dict(args.node_label),
         cni_daemon_socket=args.cni_daemon_socket, cni_portmap=args.cni_portmap)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     log.info("podnet agent: node %s (%s), api %s, root %s", opts.node, opts.node_ip, client.server, opts.root_dir)
     try:
         await Agent(client, opts).run(stop)
@@ -104,8 +104,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(str(args.log_level))
     try:
         return asyncio.run(_serve(args))
     except KeyboardInterrupt:

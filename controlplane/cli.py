@@ -9,12 +9,13 @@ import fcntl
 import ipaddress
 import logging
 import os
-import signal
 import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from podnet.daemon import setup_logging, stop_on_signals
 
 log = logging.getLogger("controlplane")
 
@@ -215,10 +216,7 @@ async def _serve(args: argparse.Namespace, store: Any, names: list[str]) -> int:
         url = loopback_url(host, port, scheme)
         write_kubeconfig(args.data_dir / "kubeconfig", public_url(host, port, scheme), tls.ca_pem if tls else None)
         log.info("podnet controlplane serving on %s:%d (data %s, rv %d)", host, port, args.data_dir, store.rv)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         client, tasks = await controllers.start(names, url, stop, controller_options(args),
                                                 ssl_context=tls.loopback if tls else None)
         sweeper = asyncio.create_task(sweep(registry, stop, args.pod_gc_margin))
@@ -238,8 +236,7 @@ async def _serve(args: argparse.Namespace, store: Any, names: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(str(args.log_level))
     try:
         return asyncio.run(serve(args))
     except ValueError as exc:

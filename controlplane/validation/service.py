@@ -19,14 +19,18 @@ def prepare_service_update(spec: JSON, ospec: JSON) -> None:
     keep the old clusterIP/nodePorts the new spec leaves empty, drop those a type change no longer needs."""
     if not ospec:
         return
-    new_type = _scalar(spec.get("type")) or "ClusterIP"
-    old_type = _scalar(ospec.get("type")) or "ClusterIP"
+    new_type, old_type = _service_type(spec), _service_type(ospec)
     if new_type != "ExternalName" and old_type != "ExternalName":
         if not spec.get("clusterIP") and not spec.get("clusterIPs") and ospec.get("clusterIP"):
             spec["clusterIP"] = ospec.get("clusterIP")
             spec["clusterIPs"] = copy_json(ospec.get("clusterIPs") or [ospec.get("clusterIP")])
     _keep_node_ports(spec, ospec, new_type, old_type)
     _drop_type_dependent_fields(spec, ospec, new_type, old_type)
+
+
+def _service_type(spec: JSON) -> str:
+    value = spec.get("type")
+    return value if isinstance(value, str) and value else "ClusterIP"
 
 
 def _scalar(value: object) -> object:
