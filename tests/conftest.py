@@ -123,3 +123,10 @@ def controlplane(tmp_path: Path) -> Iterator[ControlPlane]:
         yield cp
     finally:
         cp.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that take the `sandbox` fixture need root: mark them, so `make unit` (-m "not root") skips them."""
+    for item in items:
+        if "sandbox" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.root)

@@ -17,8 +17,9 @@ import pytest
 
 from tests.conftest import REPO, free_port_number
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("kubectl") is None,
-                                reason="needs openssl and kubectl")
+pytestmark = [pytest.mark.kubectl,
+              pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("kubectl") is None,
+                                 reason="needs openssl and kubectl")]
 
 
 @pytest.fixture(scope="module")

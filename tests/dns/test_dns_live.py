@@ -28,7 +28,7 @@ from dnslib import QTYPE, RCODE, RR, SOA, A, DNSRecord
 
 from tests.conftest import ControlPlane, free_port_number, start_controlplane
 
-pytestmark = pytest.mark.skipif(shutil.which("dig") is None, reason="needs dig")
+pytestmark = [pytest.mark.kubectl, pytest.mark.skipif(shutil.which("dig") is None, reason="needs dig")]
 REPO = Path(__file__).resolve().parents[2]
 
 

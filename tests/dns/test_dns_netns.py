@@ -16,7 +16,7 @@ import pytest
 from podnet import netns
 from tests.conftest import REPO, requires_root
 
-pytestmark = requires_root
+pytestmark = [requires_root, pytest.mark.root]
 
 CP_PORT = 16443
 

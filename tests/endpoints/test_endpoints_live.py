@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO, ControlPlane, free_port_number, podnet_argv, requires_kubectl, start_controlplane
 
-pytestmark = [requires_kubectl, pytest.mark.timeout(180)]
+pytestmark = [requires_kubectl, pytest.mark.kubectl, pytest.mark.timeout(180)]
 
 NS = "default"
 
