@@ -15,6 +15,7 @@ import logging
 from typing import Any, Iterable
 
 from controlplane.resources import NODES
+from podnet.daemon import queue_items
 
 log = logging.getLogger("podnet.nodeipam")
 
@@ -164,15 +165,8 @@ async def run(client: Any, stop: asyncio.Event, **options: Any) -> None:
         for name in rebuild(allocator, informer.list()):
             queue.put_nowait(name)
         ready.set()
-        stopper = asyncio.ensure_future(stop.wait())
-        while not stop.is_set():
-            getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                break
-            await _assign(client, informer, allocator, holders, getter.result(), queue, PatchType.MERGE)
-        stopper.cancel()
+        async for node_name in queue_items(queue, stop):
+            await _assign(client, informer, allocator, holders, node_name, queue, PatchType.MERGE)
     finally:
         await informer.stop()
 

@@ -16,6 +16,7 @@ from typing import Any, Coroutine, Mapping, Sequence
 
 from controlplane.model import parse_node
 from controlplane.resources import NODES, PODS
+from podnet.daemon import queue_items
 
 log = logging.getLogger("podnet.scheduler")
 
@@ -156,17 +157,10 @@ async def run(client: Any, stop: asyncio.Event, **options: Any) -> None:
     nodes.add_handler(on_add=retry_unschedulable, on_update=retry_unschedulable)
     await pods.start()
     await nodes.start()
-    stopper = asyncio.ensure_future(stop.wait())
     inflight: set[asyncio.Task[None]] = set()
     slots = asyncio.Semaphore(16)  # bindings in flight; decisions stay sequential (assumed counts)
     try:
-        while not stop.is_set():
-            getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                break
-            key = getter.result()
+        async for key in queue_items(queue, stop):
             queued.discard(key)
             bind = _schedule_one(client, pods, nodes, key, name, assumed, unschedulable)
             if bind is not None:
@@ -177,7 +171,6 @@ async def run(client: Any, stop: asyncio.Event, **options: Any) -> None:
     finally:
         for t in inflight:
             t.cancel()
-        stopper.cancel()
         await pods.stop()
         await nodes.stop()
 

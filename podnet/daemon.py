@@ -7,10 +7,12 @@ import argparse
 import asyncio
 import logging
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, AsyncIterator, TypeVar
 
 if TYPE_CHECKING:
     from controlplane.client import Client
+
+T = TypeVar("T")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -42,3 +44,18 @@ def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+async def queue_items(queue: "asyncio.Queue[T]", stop: asyncio.Event) -> AsyncIterator[T]:
+    """The items of a controller's work queue as they arrive, until `stop` is set."""
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                return
+            yield getter.result()
+    finally:
+        stopper.cancel()
