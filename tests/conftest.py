@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -116,13 +117,27 @@ def start_controlplane(data_dir: Path, port: int, *extra: str) -> ControlPlane:
     return cp
 
 
-@pytest.fixture
-def controlplane(tmp_path: Path) -> Iterator[ControlPlane]:
-    cp = start_controlplane(tmp_path / "cp", free_port_number())
+@contextlib.contextmanager
+def running_controlplane(data_dir: Path, *extra: str) -> Iterator[ControlPlane]:
+    """A `podnet controlplane` on a free loopback port for the duration of the block."""
+    cp = start_controlplane(data_dir, free_port_number(), *extra)
     try:
         yield cp
     finally:
         cp.stop()
+
+
+@pytest.fixture
+def controlplane(tmp_path: Path) -> Iterator[ControlPlane]:
+    with running_controlplane(tmp_path / "cp") as cp:
+        yield cp
+
+
+@pytest.fixture(scope="module")
+def bare_controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """One `podnet controlplane --controllers ""` shared by a whole test module."""
+    with running_controlplane(tmp_path_factory.mktemp("cp") / "cp", "--controllers", "") as cp:
+        yield cp
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -13,16 +13,12 @@ from kubernetes import client as k8s  # noqa: E402
 from kubernetes import watch as k8s_watch  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
 
-from tests.conftest import ControlPlane, free_port_number, start_controlplane  # noqa: E402
+from tests.conftest import ControlPlane  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    server = start_controlplane(tmp_path_factory.mktemp("pcp") / "cp", free_port_number(), "--controllers", "")
-    try:
-        yield server
-    finally:
-        server.stop()
+def cp(bare_controlplane: ControlPlane) -> ControlPlane:
+    return bare_controlplane
 
 
 @pytest.fixture(scope="module")

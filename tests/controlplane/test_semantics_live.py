@@ -12,18 +12,14 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from tests.conftest import ControlPlane, free_port_number, requires_kubectl, start_controlplane
+from tests.conftest import ControlPlane, requires_kubectl
 
 pytestmark = [requires_kubectl, pytest.mark.kubectl]
 
 
 @pytest.fixture(scope="module")
-def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    server = start_controlplane(tmp_path_factory.mktemp("sem") / "cp", free_port_number(), "--controllers", "")
-    try:
-        yield server
-    finally:
-        server.stop()
+def cp(bare_controlplane: ControlPlane) -> ControlPlane:
+    return bare_controlplane
 
 
 @pytest.fixture
