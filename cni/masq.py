@@ -21,7 +21,7 @@ import ipaddress
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Iterable, Union
+from typing import Callable, Iterable, Union
 
 IPIface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
@@ -43,29 +43,34 @@ def comment(network: str, container_id: str) -> str:
     return f"name: {go_quote(network)} id: {go_quote(container_id)}"
 
 
-def _q(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _per_family(network: str, container_id: str, addresses: Iterable[IPIface],
+                render: Callable[[str, str, list[IPIface], int], list[str]]) -> dict[int, str]:
+    """One iptables-restore text per IP family present in `addresses` (4 -> iptables, 6 -> ip6tables).
+
+    `render(chain, quoted_comment, addrs, host_prefix)` gives that family's lines between
+    "*nat" and "COMMIT".
+    """
+    chain = chain_name(network, container_id)
+    cmt = go_quote(comment(network, container_id))
+    addrs = list(addresses)
+    out: dict[int, str] = {}
+    for family in (4, 6):
+        fam = [a for a in addrs if a.version == family]
+        if fam:
+            lines = ["*nat", *render(chain, cmt, fam, 32 if family == 4 else 128), "COMMIT"]
+            out[family] = "\n".join(lines) + "\n"
+    return out
 
 
 def render_setup(network: str, container_id: str, addresses: Iterable[IPIface]) -> dict[int, str]:
     """iptables-restore --noflush input per IP family (4 -> iptables, 6 -> ip6tables)."""
-    chain = chain_name(network, container_id)
-    cmt = _q(comment(network, container_id))
-    out: dict[int, str] = {}
-    for family in (4, 6):
-        addrs = [a for a in addresses if a.version == family]
-        if not addrs:
-            continue
-        host = 32 if family == 4 else 128
-        lines = ["*nat", f":{chain} - [0:0]"]
-        for a in addrs:
-            lines.append(f"-A {chain} -d {a.network} -m comment --comment {cmt} -j ACCEPT")
-        lines.append(f"-A {chain} ! -d {MULTICAST[family]} -m comment --comment {cmt} -j MASQUERADE")
-        for a in addrs:
-            lines.append(f"-A POSTROUTING -s {a.ip}/{host} -m comment --comment {cmt} -j {chain}")
-        lines.append("COMMIT")
-        out[family] = "\n".join(lines) + "\n"
-    return out
+    def lines(chain: str, cmt: str, addrs: list[IPIface], host: int) -> list[str]:
+        family = addrs[0].version
+        return [f":{chain} - [0:0]",
+                *(f"-A {chain} -d {a.network} -m comment --comment {cmt} -j ACCEPT" for a in addrs),
+                f"-A {chain} ! -d {MULTICAST[family]} -m comment --comment {cmt} -j MASQUERADE",
+                *(f"-A POSTROUTING -s {a.ip}/{host} -m comment --comment {cmt} -j {chain}" for a in addrs)]
+    return _per_family(network, container_id, addresses, lines)
 
 
 def render_exact_teardown(network: str, container_id: str, addresses: Iterable[IPIface]) -> dict[int, str]:
@@ -74,19 +79,10 @@ def render_exact_teardown(network: str, container_id: str, addresses: Iterable[I
     The transaction fails as a whole if any rule is missing; the caller then falls back to
     the iptables-save based `render_teardown`.
     """
-    chain = chain_name(network, container_id)
-    cmt = _q(comment(network, container_id))
-    out: dict[int, str] = {}
-    for family in (4, 6):
-        addrs = [a for a in addresses if a.version == family]
-        if not addrs:
-            continue
-        host = 32 if family == 4 else 128
-        lines = ["*nat"]
-        lines += [f"-D POSTROUTING -s {a.ip}/{host} -m comment --comment {cmt} -j {chain}" for a in addrs]
-        lines += [f"-F {chain}", f"-X {chain}", "COMMIT"]
-        out[family] = "\n".join(lines) + "\n"
-    return out
+    def lines(chain: str, cmt: str, addrs: list[IPIface], host: int) -> list[str]:
+        return [*(f"-D POSTROUTING -s {a.ip}/{host} -m comment --comment {cmt} -j {chain}" for a in addrs),
+                f"-F {chain}", f"-X {chain}"]
+    return _per_family(network, container_id, addresses, lines)
 
 
 @dataclass(frozen=True)
