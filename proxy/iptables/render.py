@@ -283,8 +283,7 @@ class _Renderer:
                 frag.top(FILTER_FIREWALL).append(
                     f'-A {n.KUBE_PROXY_FIREWALL} -m comment --comment "{name} traffic not accepted by {fw_chain}" '
                     f"{match} -d {lbip} --dport {port} -j DROP")
-        if not has_external:
-            for lbip in svc.load_balancer_ips:
+            if not has_external:
                 f_ext.append(f"-A {n.KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} {match} -d {lbip} "
                              f"--dport {port} -j {ext_target}")
         if svc.node_port:
