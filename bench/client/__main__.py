@@ -17,22 +17,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 from controlplane.client import Client, Informer
 from controlplane.resources import NAMESPACES, PODS
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import running_controlplane
 
 
 def pct(values: list[float], p: float) -> float:
@@ -43,42 +39,6 @@ def pct(values: list[float], p: float) -> float:
 def pod(name: str, ns: str = "default") -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": {"app": "b"}},
             "spec": {"containers": [{"name": "c", "image": "busybox", "ports": [{"containerPort": 80}]}]}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.kubeconfig = data_dir / "kubeconfig"
-        self.log = open(data_dir / "cp.log", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "podnet", "controlplane", "--listen", f"127.0.0.1:{self.port}",
-             "--data-dir", str(data_dir), "--controllers", ""], stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/version", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("podnet controlplane did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -210,13 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=200.0, help="writes/s in the watch test")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="podnet-bench-client-") as tmp:
-        server = Server(Path(tmp))
-        try:
+        with running_controlplane(Path(tmp), "--controllers", "") as server:
             a = anchor(server.kubeconfig, args.objects, "anchor")
             o = asyncio.run(ours(server.url, args.objects, "ours"))
             ow, aw = asyncio.run(watch_latency(server.url, server.kubeconfig, args.objects, args.rate))
-        finally:
-            server.stop()
     n = args.objects
     print(f"podnet client vs kubernetes Python client, same podnet controlplane, {n} pods\n")
     print("| measure | podnet client | kubernetes client | ratio |")
