@@ -95,22 +95,19 @@ def top_level_delta(old_frags: Sequence[Fragment], new_frags: Sequence[Fragment]
         for frag in src:
             for key, lines in frag.tops.items():
                 dst.setdefault(key, []).extend(lines)
-    out: dict[str, list[str]] = {"filter": [], "nat": []}
+    deletes: dict[str, list[str]] = {"filter": [], "nat": []}
+    adds: dict[str, list[str]] = {"filter": [], "nat": []}
     for key in sorted(set(old) | set(new)):
         table, chain = key
         before, after = old.get(key, []), new.get(key, [])
         keep_old, keep_new = set(before), set(after)
-        out[table] += ["-D" + line[2:] for line in before if line not in keep_new]
-    for key in sorted(set(old) | set(new)):
-        table, chain = key
-        before, after = old.get(key, []), new.get(key, [])
-        keep_old = set(before)
-        adds = [line for line in after if line not in keep_old]
+        deletes[table] += ["-D" + line[2:] for line in before if line not in keep_new]
+        added = [line for line in after if line not in keep_old]
         if key == NAT_SERVICES:
-            out[table] += [f"-I {chain} 1" + line[3 + len(chain):] for line in reversed(adds)]
+            adds[table] += [f"-I {chain} 1" + line[3 + len(chain):] for line in reversed(added)]
         else:
-            out[table] += adds
-    return out
+            adds[table] += added
+    return {table: deletes[table] + adds[table] for table in ("filter", "nat")}
 
 
 class Table:
