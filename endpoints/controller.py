@@ -20,7 +20,7 @@ from typing import Any
 
 from controlplane import errors
 from controlplane.client import Client, Informer
-from controlplane.model import Pod, Service, parse_pod, parse_service
+from controlplane.model import Pod, Service, parse_pod, parse_service, selector_matches
 from controlplane.resources import ENDPOINTS, ENDPOINTSLICES, NODES, PODS, SERVICES
 from endpoints.core import (
     DEFAULT_MAX_ENDPOINTS_PER_SLICE, JSON, MANAGED_BY_CONTROLLER, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, is_managed,
@@ -155,7 +155,7 @@ class Controller:
         keys: set[str] = set()
         for pair in _label_pairs(pod):
             for svc in self.services.by_index("selector", pair):
-                if all(labels.get(k) == v for k, v in _selector(svc).items()):
+                if selector_matches(_selector(svc), labels):
                     keys.add(object_key(svc))
         return keys
 

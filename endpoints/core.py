@@ -13,7 +13,7 @@ from typing import Any
 
 from controlplane.model import (
     HEADLESS_LABEL, MANAGED_BY_CONTROLLER, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, TRIGGER_TIME_ANNOTATION,
-    IPAddress, Pod, Service, ServicePort, ServiceType,
+    IPAddress, Pod, Service, ServicePort, ServiceType, selector_matches,
 )
 
 JSON = dict[str, Any]
@@ -54,8 +54,7 @@ def is_ip_set(service: Service) -> bool:
 def pod_selected(service: Service, pod: Pod) -> bool:
     if pod.namespace != service.namespace or service.selector is None:
         return False
-    labels = pod.label_map()
-    return all(labels.get(k) == v for k, v in service.selector)
+    return selector_matches(service.selector, pod.label_map())
 
 
 def should_pod_be_in_endpoints(pod: Pod, include_terminating: bool) -> bool:
