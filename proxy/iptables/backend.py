@@ -123,8 +123,7 @@ class Iptables:
         return self.iptables("-t", table, "-D", chain, *args, check=False).returncode == 0
 
     def chains(self, table: str) -> set[str]:
-        text = self.save(table)
-        return {line[1:].split(" ", 1)[0] for line in text.splitlines() if line.startswith(":")}
+        return declared_chains(self.save(table))
 
     def has_random_fully(self) -> bool:
         """MASQUERADE --random-fully needs iptables >= 1.6.2."""
@@ -159,8 +158,9 @@ def _has_jump(builtin_rules: list[str], src: str, chain: str, comment: str) -> b
     return False
 
 
-def _declared(save_text: str) -> set[str]:
-    return {line[1:].split(" ", 1)[0] for line in save_text.splitlines() if line.startswith(":")}
+def declared_chains(save_text: str) -> set[str]:
+    """The chains one table's iptables-save declares."""
+    return _scan(save_text)[0]
 
 
 def _scan(save_text: str) -> tuple[set[str], list[str]]:

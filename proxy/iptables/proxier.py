@@ -187,7 +187,7 @@ class Proxier:
             if full and self.ipt.mode == "legacy":
                 # one save per table replaces ~30 iptables calls that each read the whole table
                 saved = {t: self.ipt.save(t) for t in ("nat", "filter", "mangle")}
-                existing = frozenset(c for c in backend._scan(saved["nat"])[0] if is_service_chain(c))
+                existing = frozenset(c for c in backend.declared_chains(saved["nat"]) if is_service_chain(c))
             elif full:
                 backend.ensure_jumps(self.ipt)
                 backend.ensure_canaries(self.ipt)
