@@ -14,7 +14,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -26,10 +25,9 @@ from typing import Callable, Iterator
 import pytest
 from dnslib import QTYPE, RCODE, RR, SOA, A, DNSRecord
 
-from tests.conftest import ControlPlane, free_port_number, start_controlplane
+from tests.conftest import REPO, ControlPlane, free_port_number, podnet_argv, running_controlplane
 
 pytestmark = [pytest.mark.kubectl, pytest.mark.skipif(shutil.which("dig") is None, reason="needs dig")]
-REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- fake upstream
@@ -144,9 +142,9 @@ def start_dns(tmp: Path, source: list[str], upstream: str, *extra: str) -> DNSPr
     listen = f"127.0.0.1:{http}"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "podnet", "dns", *source, "--listen", f"127.0.0.1:{port}", "--upstream", upstream,
-             "--health-listen", listen, "--ready-listen", listen, "--metrics-listen", listen,
-             "--forward-timeout", "1", *extra], stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+            podnet_argv("dns", *source, "--listen", f"127.0.0.1:{port}", "--upstream", upstream,
+                        "--health-listen", listen, "--ready-listen", listen, "--metrics-listen", listen,
+                        "--forward-timeout", "1", *extra), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     return DNSProc(port, http, proc, log)
 
 
@@ -178,17 +176,16 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("dnslive")
-    cp = start_controlplane(tmp / "cp", free_port_number())
-    upstream = FakeUpstream()
-    dns = start_dns(tmp, ["--kubeconfig", str(cp.kubeconfig)], f"127.0.0.1:{upstream.port}")
-    try:
-        wait_for(lambda: dns.get("/ready")[0] == 200 or dns.proc.poll() is not None, what="dns ready")
-        assert dns.proc.poll() is None, dns.log.read_text()
-        yield Env(cp, dns, upstream)
-    finally:
-        dns.stop()
-        upstream.close()
-        cp.stop()
+    with running_controlplane(tmp / "cp") as cp:
+        upstream = FakeUpstream()
+        dns = start_dns(tmp, ["--kubeconfig", str(cp.kubeconfig)], f"127.0.0.1:{upstream.port}")
+        try:
+            wait_for(lambda: dns.get("/ready")[0] == 200 or dns.proc.poll() is not None, what="dns ready")
+            assert dns.proc.poll() is None, dns.log.read_text()
+            yield Env(cp, dns, upstream)
+        finally:
+            dns.stop()
+            upstream.close()
 
 
 def status(out: str) -> str:
