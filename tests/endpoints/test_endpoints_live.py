@@ -16,7 +16,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.conftest import REPO, ControlPlane, free_port_number, podnet_argv, requires_kubectl, start_controlplane
+from tests.conftest import (
+    REPO, ControlPlane, podnet_argv, requires_kubectl, running_controlplane, start_controlplane,
+)
 
 pytestmark = [requires_kubectl, pytest.mark.kubectl, pytest.mark.timeout(180)]
 
@@ -110,11 +112,8 @@ def stop_controller(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def bare_cp(tmp_path: Path) -> Iterator[ControlPlane]:
     """A server without in-process controllers."""
-    cp = start_controlplane(tmp_path / "cp", free_port_number(), "--controllers", "")
-    try:
+    with running_controlplane(tmp_path / "cp", "--controllers", "") as cp:
         yield cp
-    finally:
-        cp.stop()
 
 
 @pytest.fixture
