@@ -141,16 +141,17 @@ class Proxier:
 
     def on_node(self, obj: Mapping[str, Any] | None) -> None:
         """Node add/update/delete: new labels force a full sync (upstream OnNodeAdd/Update/Delete)."""
-        labels = dict(parse_node(obj).labels) if obj else None
-        if obj is not None and parse_node(obj).name != self.hostname:
+        node = parse_node(obj) if obj is not None else None
+        if node is not None and node.name != self.hostname:
             return
+        labels = dict(node.labels) if node is not None and obj else None
         with self.lock:
             if labels == self.node_labels:
                 return
             self.node_labels = labels
             self.need_full_sync = True
-            if obj is not None and self.options.node_ip is None:
-                ips = [ip for ip in parse_node(obj).internal_ips if ip.version == 4]
+            if node is not None and self.options.node_ip is None:
+                ips = [ip for ip in node.internal_ips if ip.version == 4]
                 if ips:
                     self.options = replace(self.options, node_ip=ips[0])
         self._queued()
