@@ -285,7 +285,7 @@ class Registry:
             if entry is None:
                 raise errors.NotFound.of(res.plural, name, res.group)
             doc = decode_json(body, "patch")
-            old = o.copy(entry.obj)
+            old = entry.obj  # the patch functions are pure: they return a new object, never alias `old`
             if patch_type == MERGE:
                 new = patch.apply_merge_patch(old, doc)
             elif patch_type == JSON_PATCH:
