@@ -18,7 +18,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from agent.core import ContainerState, Termination, termination_reason
 from agent.spec import Container
@@ -252,10 +252,3 @@ def exec_in_pod_argv(root_dir: str | Path, uid: str, command: Sequence[str], nod
     except (OSError, ValueError):
         pass
     return ["ip", "netns", "exec", ns, "sh", "-c", EXEC_SHIM, "podnet-exec", str(resolv), *command]
-
-
-def env_for(container: Container, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
-    env.update(dict(container.env))
-    env.update(extra or {})
-    return env
