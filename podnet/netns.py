@@ -202,19 +202,17 @@ def _setns(fd: int) -> None:
         raise NetnsError(f"setns: {os.strerror(err)}")
 
 
-def socket_in(name: str, family: int = 2, type: int = 1) -> socket.socket:
+def socket_in(name: str, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
     """A socket created inside namespace NAME (the calling thread returns to its own namespace).
 
     Sockets keep the namespace they were created in, so the caller can connect/bind it from the
     root namespace: a loopback relay uses this to reach addresses that only exist in a lab."""
-    import socket as _socket
-
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     target = os.open(path_of(name), os.O_RDONLY)
     try:
         _setns(target)
         try:
-            return _socket.socket(family, type)
+            return socket.socket(family, type)
         finally:
             _setns(own)
     finally:
@@ -227,7 +225,6 @@ async def relay(listen_host: str, listen_port: int, ns: str, upstream_host: str,
     """A TCP relay: accept on listen_host:listen_port (this namespace, e.g. 127.0.0.1 in the root
     one) and connect each client to upstream_host:upstream_port from inside namespace `ns`."""
     import asyncio
-    import socket as _socket
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -244,8 +241,8 @@ async def relay(listen_host: str, listen_port: int, ns: str, upstream_host: str,
                 pass
 
     async def handle(creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
-        family = _socket.AF_INET6 if ":" in upstream_host else _socket.AF_INET
-        sock = socket_in(ns, family, _socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in upstream_host else socket.AF_INET
+        sock = socket_in(ns, family, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
             await asyncio.get_running_loop().sock_connect(sock, (upstream_host, upstream_port))
