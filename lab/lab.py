@@ -203,15 +203,7 @@ class Lab:
     def restart(self, role: str) -> int:
         """Stop one lab process (e.g. node-1-agent) by pid and start it again; returns the new pid."""
         argv = self._argv_of(role)
-        for p in self.state.processes:
-            if p["role"] == role and _alive(p):
-                os.killpg(int(p["pid"]), signal.SIGTERM)
-                deadline = time.monotonic() + 10
-                while _alive(p) and time.monotonic() < deadline:
-                    self._reap()
-                    time.sleep(0.05)
-                if _alive(p):
-                    os.killpg(int(p["pid"]), signal.SIGKILL)
+        self._stop([p for p in self.state.processes if p["role"] == role], grace=10)
         self.state.processes = [p for p in self.state.processes if p["role"] != role]
         node = next((n for n in self.t.nodes if role.startswith(n.name + "-")), None)
         return self._spawn(role, node.netns if node else self.t.hub, argv).pid
@@ -236,24 +228,8 @@ class Lab:
         """Remove every process, namespace and file of the lab; returns what was removed."""
         removed: list[str] = []
         procs = list(reversed(self.state.processes))
-        for p in procs:
-            if _alive(p):
-                try:
-                    os.killpg(int(p["pid"]), signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(_alive(p) for p in procs):
-            self._reap()
-            time.sleep(0.05)
-        for p in procs:
-            if _alive(p):
-                try:
-                    os.killpg(int(p["pid"]), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            removed.append(f"process {p['role']} ({p['pid']})")
-        self._reap()
+        self._stop(procs, grace=5)
+        removed.extend(f"process {p['role']} ({p['pid']})" for p in procs)
         for pid in self._stray_relays():
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -276,6 +252,16 @@ class Lab:
             removed.append(f"files {self.t.state_dir}")
         self.state = State(self.t.name, len(self.t.nodes))
         return removed
+
+    def _stop(self, procs: list[dict[str, Any]], grace: float) -> None:
+        """SIGTERM the process groups of procs, wait up to grace seconds, then SIGKILL the rest (by pid)."""
+        _killpg([p for p in procs if _alive(p)], signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(p) for p in procs):
+            self._reap()
+            time.sleep(0.05)
+        _killpg([p for p in procs if _alive(p)], signal.SIGKILL)
+        self._reap()
 
     def _reap(self) -> None:
         for child in self._children:
@@ -358,6 +344,14 @@ class Lab:
         if where is None:
             raise LabError(f"pod {target} is not running on a lab node yet")
         return exec_in_pod_argv(where.root_dir, pod["metadata"]["uid"], command, where.netns)
+
+
+def _killpg(procs: list[dict[str, Any]], sig: int) -> None:
+    for p in procs:
+        try:
+            os.killpg(int(p["pid"]), sig)
+        except ProcessLookupError:
+            pass
 
 
 def _netns_list() -> list[str]:
