@@ -15,26 +15,17 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from bench.dns import cluster
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import REPO, free_port_number, podnet_argv, wait_http_ok
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -61,30 +52,22 @@ def start_api(tmp: Path, n: int, stack: ExitStack) -> str:
 
 
 def start_podnet(tmp: Path, api: str, workers: int, stack: ExitStack) -> tuple[int, subprocess.Popen[bytes]]:
-    port, http = free_port(), free_port()
+    port, http = free_port_number(), free_port_number()
     log = open(tmp / f"podnet-{port}.log", "wb")
     stack.callback(log.close)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "podnet", "dns", "--server", api, "--listen", f"127.0.0.1:{port}", "--upstream", "none",
-         "--health-listen", "", "--metrics-listen", "", "--ready-listen", f"127.0.0.1:{http}",
-         "--workers", str(workers)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        podnet_argv("dns", "--server", api, "--listen", f"127.0.0.1:{port}", "--upstream", "none",
+                    "--health-listen", "", "--metrics-listen", "", "--ready-listen", f"127.0.0.1:{http}",
+                    "--workers", str(workers)), stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     stack.callback(stop, proc)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http}/ready", timeout=1) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.1)
-    else:
+    if not wait_http_ok(f"http://127.0.0.1:{http}/ready", timeout=60):
         raise RuntimeError("podnet dns did not become ready")
     time.sleep(0.5 if workers > 1 else 0.0)  # the other workers sync on their own
     return port, proc
 
 
 def start_dnsmasq(tmp: Path, n: int, stack: ExitStack, srv: bool = True) -> tuple[int, subprocess.Popen[bytes]]:
-    port = free_port()
+    port = free_port_number()
     conf = cluster.dnsmasq_config(n, tmp, srv=srv)
     proc = subprocess.Popen(
         ["dnsmasq", "-k", f"--conf-file={conf}", "--no-resolv", "--no-hosts", "--listen-address=127.0.0.1",
