@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from podnet.daemon import add_api_source_args, client_from_args, stop_on_signals
+from podnet.daemon import add_api_source_args, client_from_args, setup_logging, stop_on_signals
 from proxy.errors import ProxyError
-from proxy.health import ProxierHealth
+from proxy.health import ProxierHealth, utc_now
 from proxy.healthcheck import ServiceHealthServer
 from proxy.iptables import backend
 from proxy.iptables.proxier import Proxier
@@ -84,8 +84,8 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] == "status":
         return status_main(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbosity >= 4 else logging.INFO,
-                        format="%(asctime)s proxy %(levelname)s %(message)s", stream=sys.stderr)
+    setup_logging(logging.DEBUG if args.verbosity >= 4 else logging.INFO,
+                  fmt="%(asctime)s proxy %(levelname)s %(message)s")
     if args.cleanup:
         return cleanup_main(args.iptables_backend)
     if not (args.server or args.kubeconfig):
@@ -208,7 +208,7 @@ async def run(args: argparse.Namespace, cidr: Any) -> int:
                 servers.append(await serve(app, bind, port))
             except OSError as exc:
                 log.error("cannot listen on %s: %s", bind, exc)
-    health.updated(datetime_now())  # like upstream SyncLoop: healthy until a queued update stalls
+    health.updated(utc_now())  # like upstream SyncLoop: healthy until a queued update stalls
 
     informers: list[Any] = []
     tasks: list[asyncio.Task[None]] = []
@@ -251,12 +251,6 @@ async def run(args: argparse.Namespace, cidr: Any) -> int:
         await service_health.close()
     log.info("podnet proxy stopped (rules stay installed; use --cleanup to remove them)")
     return 0
-
-
-def datetime_now() -> Any:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc)
 
 
 async def _canary_loop(proxier: Proxier, runner: BoundedFrequencyRunner, period: float,

@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 
+def utc_now() -> datetime:
+    """The current time as the proxier's health and metrics keep it (UTC, aware)."""
+    return datetime.now(timezone.utc)
+
+
 def go_time(t: datetime | None) -> str:
     """Go's time.Time.String() layout, which upstream's JSON body uses."""
     if t is None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from proxy.health import ProxierHealth
+from proxy.health import ProxierHealth, utc_now
 from proxy.metrics import ProxyMetrics
 
 log = logging.getLogger("podnet.proxy")
@@ -77,19 +76,15 @@ class BoundedFrequencyRunner:
                 self.retry_after(self.min_interval or 1.0)
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def health_app(health: ProxierHealth, metrics: ProxyMetrics) -> web.Application:
     async def healthz(_req: web.Request) -> web.Response:
-        code, body = health.healthz(_now())
+        code, body = health.healthz(utc_now())
         metrics.healthz_total.inc(code=str(code))
         return web.Response(status=code, text=body, content_type="application/json",
                             headers={"X-Content-Type-Options": "nosniff"})
 
     async def livez(_req: web.Request) -> web.Response:
-        code, body = health.livez(_now())
+        code, body = health.livez(utc_now())
         metrics.livez_total.inc(code=str(code))
         return web.Response(status=code, text=body, content_type="application/json",
                             headers={"X-Content-Type-Options": "nosniff"})

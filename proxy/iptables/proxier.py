@@ -14,14 +14,13 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from controlplane.model import parse_endpoint_slice, parse_node, parse_service
 from proxy.changes import EndpointsChangeTracker, EndpointsMap, ServiceChangeTracker, ServicePortMap
 from proxy.conntrack import stale_entries
 from proxy.errors import ProxyError
-from proxy.health import ProxierHealth
+from proxy.health import ProxierHealth, utc_now
 from proxy.iptables import backend
 from proxy.iptables.names import is_service_chain
 from proxy.iptables.fragments import RenderMemo
@@ -39,10 +38,6 @@ class SyncResult:
     rendered: Rendered | None = None
     error: str = ""
     conntrack_deleted: tuple[tuple[str, ...], ...] = ()
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Proxier:
@@ -90,7 +85,7 @@ class Proxier:
         return self.services_synced and self.slices_synced
 
     def _queued(self) -> None:
-        now = _now()
+        now = utc_now()
         self.health.queued_update(now)
         self.metrics.last_queued_timestamp.set(now.timestamp())
         if self.on_change is not None and self.initialized:
@@ -228,7 +223,7 @@ class Proxier:
         self.memo = rendered.memo
         if full:
             self.last_full_sync = time.monotonic()
-        now = _now()
+        now = utc_now()
         for times in ep_result.last_change_trigger_times.values():
             for t in times:
                 self.metrics.network_programming.observe(max(0.0, (now - t).total_seconds()))
