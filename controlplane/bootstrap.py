@@ -14,6 +14,7 @@ from controlplane import errors
 from controlplane import objects as o
 from controlplane.registry import Registry, key_of
 from controlplane.resources import ENDPOINTS, ENDPOINTSLICES, NAMESPACES, SERVICES, Resource
+from controlplane.validation import copy_json
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -61,9 +62,9 @@ def _ensure(registry: Registry, res: Resource, desired: JSON, fields: tuple[str,
     try:
         entry = registry.store.latest(key_of(res, ns, name))
         if entry is None:
-            registry.create(res, ns, o.copy(desired))
+            registry.create(res, ns, copy_json(desired))
             return
-        cur = o.copy(entry.obj)
+        cur = copy_json(entry.obj)
         changed = False
         for f in fields:
             if f == "spec" and isinstance(cur.get("spec"), dict):

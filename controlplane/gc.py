@@ -10,6 +10,7 @@ from controlplane import objects as o
 from controlplane.resources import BY_KIND
 from controlplane.state import DELETED, MODIFIED, Key, key_of
 from controlplane.storage import Change, Store
+from controlplane.validation import copy_json
 
 JSON = dict[str, Any]
 
@@ -32,7 +33,7 @@ def collect_garbage(store: Store, key: Key, owner: JSON, orphan: bool) -> list[C
             if entry is None or any(c.key == dkey for c in changes):
                 continue
             if orphan and okey == key:
-                dep = o.copy(entry.obj)
+                dep = copy_json(entry.obj)
                 refs = [r for r in o.meta(dep).get("ownerReferences") or [] if r.get("uid") != uid]
                 if refs:
                     o.meta(dep)["ownerReferences"] = refs
@@ -40,7 +41,7 @@ def collect_garbage(store: Store, key: Key, owner: JSON, orphan: bool) -> list[C
                     o.meta(dep).pop("ownerReferences", None)
                 changes.append(Change(dkey, MODIFIED, dep))
             elif not has_live_owner(store, dkey, entry.obj, gone):
-                final = o.copy(entry.obj)
+                final = copy_json(entry.obj)
                 changes.append(Change(dkey, DELETED, final))
                 queue.append((dkey, final))
     return changes

@@ -6,7 +6,6 @@ No I/O; every function returns new values or works on a copy the caller owns.
 from __future__ import annotations
 
 import calendar
-import json
 import random
 import time
 import uuid
@@ -14,6 +13,7 @@ from typing import Any
 
 from controlplane import errors
 from controlplane.resources import Resource
+from controlplane.validation import copy_json
 
 JSON = dict[str, Any]
 
@@ -42,11 +42,6 @@ def new_uid() -> str:
 
 def random_suffix(n: int = 5) -> str:
     return "".join(random.choice(NAME_SUFFIX_CHARS) for _ in range(n))
-
-
-def copy(obj: JSON) -> JSON:
-    """A deep copy of a JSON object (faster than copy.deepcopy for plain data)."""
-    return json.loads(json.dumps(obj))
 
 
 def meta(obj: JSON) -> JSON:
@@ -124,7 +119,7 @@ def same_content(a: JSON, b: JSON) -> bool:
 
 def for_status_write(res: Resource, new: JSON, old: JSON) -> JSON:
     """A write to /status: the stored object with only .status taken from the request."""
-    out = copy(old)
+    out = copy_json(old)
     if "status" in new:
         out["status"] = new["status"]
     else:
@@ -142,7 +137,7 @@ def for_main_write(res: Resource, new: JSON, old: JSON | None) -> JSON:
     """A write to the main path of a resource with a status subresource ignores .status."""
     if has_status(res) and old is not None:
         if "status" in old:
-            new["status"] = copy(old["status"])
+            new["status"] = copy_json(old["status"])
         else:
             new.pop("status", None)
     return new
@@ -208,7 +203,7 @@ def mark_graceful(obj: JSON, grace: int) -> JSON | None:
     current = m.get("deletionGracePeriodSeconds")
     if m.get("deletionTimestamp") and current is not None and int(current) <= grace:
         return None
-    out = copy(obj)
+    out = copy_json(obj)
     om = meta(out)
     om["deletionTimestamp"] = now(grace)
     om["deletionGracePeriodSeconds"] = grace
@@ -263,7 +258,7 @@ def fill_zero_values(kind: str, obj: JSON) -> None:
 
 
 def terminating(obj: JSON) -> JSON:
-    out = copy(obj)
+    out = copy_json(obj)
     m = meta(out)
     m.setdefault("deletionTimestamp", now())
     m.setdefault("deletionGracePeriodSeconds", 0)

@@ -27,6 +27,7 @@ from controlplane.resources import ALL, NAMESPACES, NODES, PODS, SERVICES, Resou
 from controlplane.schema import FieldCheck
 from controlplane.state import ADDED, DELETED, MODIFIED, Entry, Key, WatchFilter, key_of, rkey
 from controlplane.storage import Change, Store
+from controlplane.validation import copy_json
 
 __all__ = ["APPLY", "PATCH_TYPES", "FieldCheck", "ListPage", "Registry", "decode_json", "decode_yaml", "key_of",
            "partner", "rkey"]
@@ -240,7 +241,7 @@ class Registry:
             new = o.for_main_write(res, new, old)
         o.keep_server_meta(new, old)
         if res is NAMESPACES and subresource is None:
-            new["spec"] = o.copy(old.get("spec") or {})  # spec.finalizers change only via /finalize
+            new["spec"] = copy_json(old.get("spec") or {})  # spec.finalizers change only via /finalize
         new = self._default_validate(res, new, old)
         o.bump_generation(new, old)
         key = key_of(res, o.meta(new).get("namespace"), o.meta(new)["name"])
@@ -250,7 +251,7 @@ class Registry:
             return self._delete_now(res, key, new)
         new, plan = self._plan_service(res, new, old)
         if o.same_content(new, old):
-            return o.copy(old)
+            return copy_json(old)
         if dry_run:
             return new
         self._commit([Change(key, MODIFIED, new)], plan)
@@ -280,7 +281,7 @@ class Registry:
                 obj = patch.apply_server_side(None, applied, res.kind, field_manager, force)
                 o.meta(obj).pop("resourceVersion", None)
                 return self._create(res, namespace, obj, dry_run, fields), True
-            new = patch.apply_server_side(o.copy(entry.obj), applied, res.kind, field_manager, force)
+            new = patch.apply_server_side(copy_json(entry.obj), applied, res.kind, field_manager, force)
         else:
             if entry is None:
                 raise errors.NotFound.of(res.plural, name, res.group)
@@ -326,7 +327,7 @@ class Registry:
             raise errors.Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
                                    name=name, kind="namespaces")
         if dry_run:
-            return o.copy(entry.obj)
+            return copy_json(entry.obj)
         if res is NAMESPACES:
             return self._delete_namespace(entry)
         grace = 0
@@ -337,18 +338,18 @@ class Registry:
         if grace > 0:
             marked = o.mark_graceful(entry.obj, grace)
             if marked is None:
-                return o.copy(entry.obj)
+                return copy_json(entry.obj)
             self._commit([Change(key, MODIFIED, marked)])
             return marked
         if old_meta.get("finalizers"):
             if old_meta.get("deletionTimestamp") and old_meta.get("deletionGracePeriodSeconds") in (None, 0):
-                return o.copy(entry.obj)
+                return copy_json(entry.obj)
             marked = o.terminating(entry.obj)
             if res is PODS:
                 o.meta(marked)["deletionGracePeriodSeconds"] = 0
             self._commit([Change(key, MODIFIED, marked)])
             return marked
-        return self._delete_now(res, key, o.copy(entry.obj), propagation)
+        return self._delete_now(res, key, copy_json(entry.obj), propagation)
 
     @staticmethod
     def _finalized(old: JSON, new: JSON) -> bool:
@@ -372,7 +373,7 @@ class Registry:
             if when is None or when > cutoff or self.store.latest(key) is not entry:
                 continue
             log.info("pod %s/%s: graceful deletion expired; deleting", m.get("namespace"), m.get("name"))
-            self._delete_now(PODS, key, o.copy(entry.obj))
+            self._delete_now(PODS, key, copy_json(entry.obj))
             count += 1
         return count
 
@@ -396,11 +397,11 @@ class Registry:
             if not res.namespaced:
                 continue
             for e in self.store.latest_entries(rkey(res), ns):
-                final = o.copy(e.obj)
+                final = copy_json(e.obj)
                 changes.append(Change(key_of(res, ns, o.meta(final)["name"]), DELETED, final))
                 if res is SERVICES:
                     services.append(final)
-        changes.append(Change(key_of(NAMESPACES, None, ns), DELETED, o.copy(marked)))
+        changes.append(Change(key_of(NAMESPACES, None, ns), DELETED, copy_json(marked)))
         self._commit(changes)
         if self.allocator is not None:
             for svc in services:
@@ -421,7 +422,7 @@ class Registry:
         entry = self.store.latest(key)
         if entry is None:
             raise errors.NotFound.of("pods", name)
-        pod = o.copy(entry.obj)
+        pod = copy_json(entry.obj)
         spec = pod.setdefault("spec", {})
         if spec.get("nodeName"):
             raise errors.Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
