@@ -15,10 +15,10 @@ import pytest
 
 from podnet import netns
 from proxy.iptables.proxier import Proxier
-from tests.conftest import is_root_with_netns
+from tests.conftest import requires_root
 from tests.proxy import proxy_topo as t
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(not is_root_with_netns(), reason="needs root and iproute2")]
+pytestmark = [pytest.mark.root, requires_root]
 
 
 @pytest.fixture(scope="module")

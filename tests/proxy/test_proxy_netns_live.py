@@ -4,7 +4,6 @@ in the same namespace (on its loopback), driven with kubectl through `ip netns e
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +12,10 @@ from typing import Any, Iterator
 import pytest
 
 from podnet import netns
-from tests.conftest import REPO, free_port_number, is_root_with_netns
+from tests.conftest import REPO, free_port_number, requires_kubectl, requires_root
 from tests.proxy import proxy_topo as t
 
-pytestmark = [pytest.mark.root, pytest.mark.kubectl, pytest.mark.slow,
-              pytest.mark.skipif(not is_root_with_netns(), reason="needs root and iproute2"),
-              pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")]
+pytestmark = [pytest.mark.root, pytest.mark.kubectl, pytest.mark.slow, requires_root, requires_kubectl]
 
 
 def _http(ns: str, url: str) -> tuple[int, str]:
