@@ -37,15 +37,20 @@ def handle(req: Request, net: NetConf, env: Mapping[str, str] | None = None) -> 
     return None
 
 
+def _pod_iproute(req: Request) -> IPRoute:
+    """An IPRoute in the pod's netns; a missing netns is the CNI INVALID_NETNS error."""
+    try:
+        return netlink.pod_iproute(req.netns)
+    except netlink.NetnsGone as exc:
+        raise CNIError(INVALID_NETNS, f"failed to open netns {req.netns!r}", str(exc)) from None
+
+
 # ---------------------------------------------------------------- ADD
 
 def add(req: Request, conf: BridgeConf, env: Mapping[str, str]) -> dict[str, Any]:
     netns_fd = netlink.open_netns(req.netns)
     try:
-        try:
-            pod = netlink.pod_iproute(req.netns)
-        except netlink.NetnsGone as exc:
-            raise CNIError(INVALID_NETNS, f"failed to open netns {req.netns!r}", str(exc)) from None
+        pod = _pod_iproute(req)
         try:
             with netlink.node_iproute() as node:
                 return _add(req, conf, env, node, pod, netns_fd)
@@ -192,10 +197,7 @@ def check(req: Request, conf: BridgeConf, env: Mapping[str, str]) -> None:
     idx = next((i for i, itf in enumerate(prev.interfaces) if itf.name == req.ifname and itf.sandbox), None)
     if idx is None:
         raise CNIError(INVALID_CONFIG, f"expected interface {req.ifname!r} in prevResult")
-    try:
-        pod = netlink.pod_iproute(req.netns)
-    except netlink.NetnsGone as exc:
-        raise CNIError(INVALID_NETNS, f"failed to open netns {req.netns!r}", str(exc)) from None
+    pod = _pod_iproute(req)
     try:
         with netlink.node_iproute() as node:
             _check_node(node, conf, prev)
