@@ -43,7 +43,9 @@ def _now() -> datetime:
 
 
 def _meta(obj: JSON | None) -> JSON:
-    return dict((obj or {}).get("metadata") or {})
+    """The object's metadata, read-only (no copy: this runs several times per pod event)."""
+    meta: JSON = (obj or {}).get("metadata") or {}
+    return meta
 
 
 def _selector(svc: JSON) -> dict[str, str]:
