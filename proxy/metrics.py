@@ -82,45 +82,56 @@ class Histogram:
         return out
 
 
+PREFIX = "kubeproxy_"
+
+
+def _gauge(name: str, help: str) -> Metric:
+    return Metric(PREFIX + name, help, "gauge")
+
+
+def _counter(name: str, help: str) -> Metric:
+    return Metric(PREFIX + name, help, "counter")
+
+
+def _histogram(name: str, help: str, buckets: tuple[float, ...] = SYNC_BUCKETS) -> Histogram:
+    return Histogram(PREFIX + name, help, buckets)
+
+
 class ProxyMetrics:
-    """kube-proxy's metrics (prefix kubeproxy_)."""
+    """kube-proxy's metrics (prefix kubeproxy_), rendered in the order declared here."""
 
     def __init__(self) -> None:
-        p = "kubeproxy_"
+        rules = "sync_proxy_rules_"
         self.lock = threading.Lock()
-        self.sync_duration = Histogram(p + "sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds",
-                                       SYNC_BUCKETS)
-        self.sync_full_duration = Histogram(p + "sync_full_proxy_rules_duration_seconds",
-                                            "SyncProxyRules latency in seconds for full resyncs", SYNC_BUCKETS)
-        self.sync_partial_duration = Histogram(p + "sync_partial_proxy_rules_duration_seconds",
-                                               "SyncProxyRules latency in seconds for partial resyncs", SYNC_BUCKETS)
-        self.network_programming = Histogram(p + "network_programming_duration_seconds",
-                                             "In Cluster Network Programming Latency in seconds",
-                                             NETWORK_PROGRAMMING_BUCKETS)
-        self.last_timestamp = Metric(p + "sync_proxy_rules_last_timestamp_seconds",
-                                     "The last time proxy rules were successfully synced", "gauge")
-        self.last_queued_timestamp = Metric(p + "sync_proxy_rules_last_queued_timestamp_seconds",
-                                            "The last time a sync of proxy rules was queued", "gauge")
-        self.endpoint_changes_pending = Metric(p + "sync_proxy_rules_endpoint_changes_pending",
-                                               "Pending proxy rules Endpoint changes", "gauge")
-        self.endpoint_changes_total = Metric(p + "sync_proxy_rules_endpoint_changes_total",
-                                             "Cumulative proxy rules Endpoint changes", "counter")
-        self.service_changes_pending = Metric(p + "sync_proxy_rules_service_changes_pending",
-                                              "Pending proxy rules Service changes", "gauge")
-        self.service_changes_total = Metric(p + "sync_proxy_rules_service_changes_total",
-                                            "Cumulative proxy rules Service changes", "counter")
-        self.restore_failures = Metric(p + "sync_proxy_rules_iptables_restore_failures_total",
-                                       "Cumulative proxy iptables restore failures", "counter")
-        self.partial_restore_failures = Metric(p + "sync_proxy_rules_iptables_partial_restore_failures_total",
-                                               "Cumulative proxy iptables partial restore failures", "counter")
-        self.iptables_total = Metric(p + "sync_proxy_rules_iptables_total",
-                                     "Total number of iptables rules owned by kube-proxy", "gauge")
-        self.iptables_last = Metric(p + "sync_proxy_rules_iptables_last",
-                                    "Number of iptables rules written by kube-proxy in last sync", "gauge")
-        self.no_local_endpoints = Metric(p + "sync_proxy_rules_no_local_endpoints_total",
-                                         "Number of services with a Local traffic policy and no endpoints", "gauge")
-        self.healthz_total = Metric(p + "proxy_healthz_total", "Cumulative proxy healthz HTTP status", "counter")
-        self.livez_total = Metric(p + "proxy_livez_total", "Cumulative proxy livez HTTP status", "counter")
+        self.sync_duration = _histogram(rules + "duration_seconds", "SyncProxyRules latency in seconds")
+        self.sync_full_duration = _histogram("sync_full_proxy_rules_duration_seconds",
+                                             "SyncProxyRules latency in seconds for full resyncs")
+        self.sync_partial_duration = _histogram("sync_partial_proxy_rules_duration_seconds",
+                                                "SyncProxyRules latency in seconds for partial resyncs")
+        self.network_programming = _histogram("network_programming_duration_seconds",
+                                              "In Cluster Network Programming Latency in seconds",
+                                              NETWORK_PROGRAMMING_BUCKETS)
+        self.last_timestamp = _gauge(rules + "last_timestamp_seconds",
+                                     "The last time proxy rules were successfully synced")
+        self.last_queued_timestamp = _gauge(rules + "last_queued_timestamp_seconds",
+                                            "The last time a sync of proxy rules was queued")
+        self.endpoint_changes_pending = _gauge(rules + "endpoint_changes_pending",
+                                               "Pending proxy rules Endpoint changes")
+        self.endpoint_changes_total = _counter(rules + "endpoint_changes_total",
+                                               "Cumulative proxy rules Endpoint changes")
+        self.service_changes_pending = _gauge(rules + "service_changes_pending", "Pending proxy rules Service changes")
+        self.service_changes_total = _counter(rules + "service_changes_total", "Cumulative proxy rules Service changes")
+        self.restore_failures = _counter(rules + "iptables_restore_failures_total",
+                                         "Cumulative proxy iptables restore failures")
+        self.partial_restore_failures = _counter(rules + "iptables_partial_restore_failures_total",
+                                                 "Cumulative proxy iptables partial restore failures")
+        self.iptables_total = _gauge(rules + "iptables_total", "Total number of iptables rules owned by kube-proxy")
+        self.iptables_last = _gauge(rules + "iptables_last",
+                                    "Number of iptables rules written by kube-proxy in last sync")
+        self.no_local_endpoints = _gauge(rules + "no_local_endpoints_total",
+                                         "Number of services with a Local traffic policy and no endpoints")
+        self.healthz_total = _counter("proxy_healthz_total", "Cumulative proxy healthz HTTP status")
+        self.livez_total = _counter("proxy_livez_total", "Cumulative proxy livez HTTP status")
 
     def render(self) -> str:
         with self.lock:
