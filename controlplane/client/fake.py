@@ -2,10 +2,10 @@
 
 It serves the registry's resources on 127.0.0.1 with aiohttp.web: get/list (labelSelector with
 =, ==, != and bare keys; fieldSelector metadata.name/metadata.namespace), create (201, 409),
-update (409 on a stale resourceVersion), merge/strategic/apply patch (as a JSON merge patch),
-json-patch (add/replace/remove on object paths), delete, and watch with resourceVersion replay,
-BOOKMARKs and timeoutSeconds. Test hooks simulate the failures an informer must survive:
-`drop_watches()` cuts every open watch, `compact()` makes older resourceVersions 410 Gone,
+update (409 on a stale resourceVersion), merge/strategic/apply patch (as a JSON merge patch,
+`controlplane.patch.apply_merge_patch`), json-patch (add/replace/remove on object paths), delete,
+and watch with resourceVersion replay, BOOKMARKs and timeoutSeconds. Test hooks simulate the
+failures an informer must survive: `drop_watches()` cuts every open watch, `compact()` makes older resourceVersions 410 Gone,
 `fail_next(n, status)` answers the next n requests with a Status error, and `chunk_size`
 splits every watch line into tiny writes. Every request is recorded in `requests`.
 
@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from controlplane import errors
+from controlplane.patch import apply_merge_patch
 from controlplane.resources import ALL, Resource
 
 JSON = dict[str, Any]
@@ -39,19 +40,6 @@ class Recorded:
     content_type: str
     body: Any
     headers: dict[str, str]
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
 
 
 def json_patch(doc: JSON, ops: list[JSON]) -> JSON:
@@ -333,7 +321,7 @@ class FakeAPIServer:
             new = json_patch(current, body)
         elif ctype.split(";")[0] in ("application/merge-patch+json", "application/strategic-merge-patch+json",
                                      "application/apply-patch+yaml"):
-            new = merge_patch(current, body)
+            new = apply_merge_patch(current, body)
         else:
             raise errors.UnsupportedMediaType(f"the body of the request was in an unknown format: {ctype}")
         new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
