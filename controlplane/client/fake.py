@@ -5,9 +5,10 @@ It serves the registry's resources on 127.0.0.1 with aiohttp.web: get/list (labe
 update (409 on a stale resourceVersion), merge/strategic/apply patch (as a JSON merge patch,
 `controlplane.patch.apply_merge_patch`), json-patch (add/replace/remove on object paths), delete,
 and watch with resourceVersion replay, BOOKMARKs and timeoutSeconds. Test hooks simulate the
-failures an informer must survive: `drop_watches()` cuts every open watch, `compact()` makes older resourceVersions 410 Gone,
-`fail_next(n, status)` answers the next n requests with a Status error, and `chunk_size`
-splits every watch line into tiny writes. Every request is recorded in `requests`.
+failures an informer must survive: `drop_watches()` cuts every open watch, `compact()` makes
+older resourceVersions 410 Gone, `fail_next(n, status)` answers the next n requests with a Status
+error, and `chunk_size` splits every watch line into tiny writes. Every request is recorded in
+`requests`.
 
     async with FakeAPIServer() as fake:
         client = Client(fake.url)
