@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,8 +14,8 @@ from typing import Any, Iterator
 import pytest
 
 from podnet import netns
+from tests.conftest import REPO, podnet_argv
 
-REPO = Path(__file__).resolve().parents[2]
 REFERENCE_DIR = "/usr/lib/cni"
 
 
@@ -81,8 +80,8 @@ class CNINode:
     def start_daemon(self) -> None:
         self.socket = str(self.work / "cni.sock")
         log = open(self.work / "daemon.log", "ab")
-        self.daemon = self.box.popen(self.ns, [sys.executable, "-m", "podnet", "cni", "daemon", "--verbose",
-                                               "--socket", self.socket], stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+        self.daemon = self.box.popen(self.ns, podnet_argv("cni", "daemon", "--verbose", "--socket", self.socket),
+                                     stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
         log.close()
         if not netns.wait_for(lambda: os.path.exists(self.socket), timeout=20):
             raise RuntimeError("podnet cni daemon did not start: " + (self.work / "daemon.log").read_text()[-2000:])
