@@ -9,19 +9,17 @@ with service ports sorted by name. Chain deletions (`-X`) come last.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from controlplane.model import IPAddress, ObjectRef
-from proxy.changes import EndpointInfo, ServicePortInfo, ServicePortName, categorize_endpoints
+from proxy.changes import EndpointInfo, IPNetwork, ServicePortInfo, ServicePortName, categorize_endpoints
 from proxy.iptables import names as n
 from proxy.iptables.fragments import (
     FILTER_EXTERNAL, FILTER_FIREWALL, FILTER_NODEPORTS, FILTER_SERVICES, NAT_NODEPORTS, NAT_SERVICES, Fragment,
     RenderMemo, Table, build_memo, top_level_delta,
 )
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LARGE_CLUSTER_ENDPOINTS_THRESHOLD = 1000
 
 
