@@ -257,6 +257,8 @@ class EndpointsChangeTracker:
         self.hostname = hostname
         self.family = family
         self._applied: dict[ObjectRef, dict[str, EndpointSlice]] = {}
+        # endpoints_by_port of each Service's applied slices: the next checkout's "previous"
+        self._by_port: dict[ObjectRef, dict[ServicePortName, tuple[EndpointInfo, ...]]] = {}
         self._pending: dict[ObjectRef, dict[str, EndpointSlice | None]] = {}
         self._trigger_times: dict[ObjectRef, list[datetime]] = {}
 
@@ -290,17 +292,19 @@ class EndpointsChangeTracker:
         changes = {}
         for ref, pend in self._pending.items():
             slices = self._applied.get(ref, {})
-            previous = endpoints_by_port(slices.values(), self.hostname, self.family)
+            previous = self._by_port.get(ref, {})
             for name, sl in pend.items():
                 if sl is None:
                     slices.pop(name, None)
                 else:
                     slices[name] = sl
+            current = endpoints_by_port(slices.values(), self.hostname, self.family)
             if slices:
                 self._applied[ref] = slices
+                self._by_port[ref] = current
             else:
                 self._applied.pop(ref, None)
-            current = endpoints_by_port(slices.values(), self.hostname, self.family)
+                self._by_port.pop(ref, None)
             if previous != current:
                 changes[ref] = (previous, current)
         times = {ref: t for ref, t in self._trigger_times.items() if ref in changes}
