@@ -111,6 +111,15 @@ class Conflict(APIError):
             "please apply your changes to the latest version and try again",
             name=name, kind=plural, group=group)
 
+    @classmethod
+    def precondition(cls, plural: str, name: str, group: str, field: str, want: object,
+                     have: object) -> "Conflict":
+        """A failed DeleteOptions/metadata precondition (`field` is "UID" or "ResourceVersion")."""
+        return cls(
+            f'Operation cannot be fulfilled on {plural} "{name}": Precondition failed: {field} in '
+            f"precondition: {want}, {field} in object meta: {have}",
+            name=name, kind=plural, group=group)
+
 
 class Gone(APIError):
     """410: a watch/list resourceVersion older than the kept history."""

@@ -231,10 +231,8 @@ class Registry:
             raise errors.Conflict.modified(res.plural, m["name"], res.group)
         uid = m.get("uid")
         if uid and uid != (old.get("metadata") or {}).get("uid"):
-            raise errors.Conflict(
-                f'Operation cannot be fulfilled on {res.plural} "{m["name"]}": Precondition failed: UID in '
-                f'precondition: {uid}, UID in object meta: {(old.get("metadata") or {}).get("uid")}',
-                name=m["name"], kind=res.plural, group=res.group)
+            raise errors.Conflict.precondition(res.plural, m["name"], res.group, "UID", uid,
+                                               (old.get("metadata") or {}).get("uid"))
         if subresource == "status":
             new = o.for_status_write(res, new, old)
         else:
@@ -314,15 +312,10 @@ class Registry:
         pre = (options or {}).get("preconditions") or {}
         old_meta = entry.obj.get("metadata") or {}
         if pre.get("uid") and pre["uid"] != old_meta.get("uid"):
-            raise errors.Conflict(
-                f'Operation cannot be fulfilled on {res.plural} "{name}": Precondition failed: UID in '
-                f'precondition: {pre["uid"]}, UID in object meta: {old_meta.get("uid")}',
-                name=name, kind=res.plural, group=res.group)
+            raise errors.Conflict.precondition(res.plural, name, res.group, "UID", pre["uid"], old_meta.get("uid"))
         if pre.get("resourceVersion") and str(pre["resourceVersion"]) != str(entry.rv):
-            raise errors.Conflict(
-                f'Operation cannot be fulfilled on {res.plural} "{name}": Precondition failed: '
-                f'ResourceVersion in precondition: {pre["resourceVersion"]}, ResourceVersion in object meta: '
-                f'{entry.rv}', name=name, kind=res.plural, group=res.group)
+            raise errors.Conflict.precondition(res.plural, name, res.group, "ResourceVersion",
+                                               pre["resourceVersion"], entry.rv)
         if res is NAMESPACES and name in PROTECTED_NAMESPACES:
             raise errors.Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
                                    name=name, kind="namespaces")
