@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from proxy.health import ProxierHealth, utc_now
-from proxy.metrics import ProxyMetrics
+from proxy.metrics import Metric, ProxyMetrics
 
 log = logging.getLogger("podnet.proxy")
 
@@ -76,22 +77,22 @@ class BoundedFrequencyRunner:
                 self.retry_after(self.min_interval or 1.0)
 
 
+def _probe(check: Callable[[datetime], tuple[int, str]],
+           counter: Metric) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A /healthz or /livez handler: the JSON answer of `check`, counted by status code."""
+    async def handle(_req: web.Request) -> web.Response:
+        code, body = check(utc_now())
+        counter.inc(code=str(code))
+        return web.Response(status=code, text=body, content_type="application/json",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    return handle
+
+
 def health_app(health: ProxierHealth, metrics: ProxyMetrics) -> web.Application:
-    async def healthz(_req: web.Request) -> web.Response:
-        code, body = health.healthz(utc_now())
-        metrics.healthz_total.inc(code=str(code))
-        return web.Response(status=code, text=body, content_type="application/json",
-                            headers={"X-Content-Type-Options": "nosniff"})
-
-    async def livez(_req: web.Request) -> web.Response:
-        code, body = health.livez(utc_now())
-        metrics.livez_total.inc(code=str(code))
-        return web.Response(status=code, text=body, content_type="application/json",
-                            headers={"X-Content-Type-Options": "nosniff"})
-
     app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/livez", livez)
+    app.router.add_get("/healthz", _probe(health.healthz, metrics.healthz_total))
+    app.router.add_get("/livez", _probe(health.livez, metrics.livez_total))
     return app
 
 
