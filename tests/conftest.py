@@ -18,7 +18,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -82,13 +82,31 @@ class ControlPlane:
         return proc
 
     def stop(self, sig: int = 15) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, sig)
+
+
+def stop_process(proc: "subprocess.Popen[bytes]", sig: int = 15, timeout: float = 10.0) -> None:
+    """Stop one process a test or bench started, by its pid: `sig`, then SIGKILL after `timeout`."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition",
+               interval: float = 0.05) -> Any:
+    """Poll `check()` until it returns something truthy (returned); AssertionError naming `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def wait_http_ok(url: str, timeout: float = 20.0) -> bool:

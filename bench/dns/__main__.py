@@ -25,17 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.dns import cluster
-from tests.conftest import REPO, free_port_number, podnet_argv, wait_http_ok
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+from tests.conftest import REPO, free_port_number, podnet_argv, stop_process, wait_http_ok
 
 
 def start_api(tmp: Path, n: int, stack: ExitStack) -> str:
@@ -43,7 +33,7 @@ def start_api(tmp: Path, n: int, stack: ExitStack) -> str:
     cluster.write_objects(n, objs)
     proc = subprocess.Popen([sys.executable, "-m", "bench.dns.fakeapi", "--objects", str(objs)],
                             stdout=subprocess.PIPE, cwd=REPO)
-    stack.callback(stop, proc)
+    stack.callback(stop_process, proc)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode().split()
     if not line or line[0] != "ready":
@@ -59,7 +49,7 @@ def start_podnet(tmp: Path, api: str, workers: int, stack: ExitStack) -> tuple[i
         podnet_argv("dns", "--server", api, "--listen", f"127.0.0.1:{port}", "--upstream", "none",
                     "--health-listen", "", "--metrics-listen", "", "--ready-listen", f"127.0.0.1:{http}",
                     "--workers", str(workers)), stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    stack.callback(stop, proc)
+    stack.callback(stop_process, proc)
     if not wait_http_ok(f"http://127.0.0.1:{http}/ready", timeout=60):
         raise RuntimeError("podnet dns did not become ready")
     time.sleep(0.5 if workers > 1 else 0.0)  # the other workers sync on their own
@@ -73,7 +63,7 @@ def start_dnsmasq(tmp: Path, n: int, stack: ExitStack, srv: bool = True) -> tupl
         ["dnsmasq", "-k", f"--conf-file={conf}", "--no-resolv", "--no-hosts", "--listen-address=127.0.0.1",
          f"--port={port}", "--bind-interfaces", "--pid-file=", "--user=root", "--cache-size=10000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stack.callback(stop, proc)
+    stack.callback(stop_process, proc)
     for _ in range(100):
         if dig_ok(port):
             return port, proc

@@ -29,7 +29,7 @@ from typing import Any
 
 from controlplane.client import Client, PatchType
 from controlplane.resources import ENDPOINTSLICES, PODS, SERVICES
-from tests.conftest import REPO, free_port_number, podnet_argv, start_controlplane
+from tests.conftest import REPO, free_port_number, podnet_argv, start_controlplane, stop_process
 
 NS = "default"
 MANAGED = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io"
@@ -209,12 +209,7 @@ async def bench(args: argparse.Namespace, url: str, server_pid: int, log: Path) 
             ctl_rss = rss_mb(ctl.pid) if ctl else 0.0
         finally:
             if ctl is not None:
-                ctl.terminate()
-                try:
-                    ctl.wait(10)
-                except subprocess.TimeoutExpired:
-                    ctl.kill()
-                    ctl.wait(5)
+                stop_process(ctl)
     return {"mode": args.mode, "services": args.services, "pods_per_service": args.pods, "flips": len(latencies),
             "p50_ms": round(statistics.median(latencies), 2), "p90_ms": round(pct(latencies, 90), 2),
             "p99_ms": round(pct(latencies, 99), 2), "max_ms": round(max(latencies), 2),

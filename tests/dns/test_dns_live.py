@@ -20,12 +20,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 from dnslib import QTYPE, RCODE, RR, SOA, A, DNSRecord
 
-from tests.conftest import REPO, ControlPlane, free_port_number, podnet_argv, running_controlplane
+from tests.conftest import (REPO, ControlPlane, free_port_number, podnet_argv, running_controlplane, stop_process,
+                            wait_until as wait_for)
 
 pytestmark = [pytest.mark.kubectl, pytest.mark.skipif(shutil.which("dig") is None, reason="needs dig")]
 
@@ -118,13 +119,7 @@ class DNSProc:
     log: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def get(self, path: str) -> tuple[int, str]:
         try:
@@ -146,15 +141,6 @@ def start_dns(tmp: Path, source: list[str], upstream: str, *extra: str) -> DNSPr
                         "--health-listen", listen, "--ready-listen", listen, "--metrics-listen", listen,
                         "--forward-timeout", "1", *extra), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     return DNSProc(port, http, proc, log)
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 15, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from tests.conftest import (
+    stop_process,
+    wait_until,
     REPO, ControlPlane, podnet_argv, requires_kubectl, running_controlplane, start_controlplane,
 )
 
@@ -83,14 +85,7 @@ def slice_view(cp: ControlPlane, svc: str = "web") -> dict[str, tuple[bool, int]
 
 
 def wait(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return wait_until(check, timeout, what, interval=0.1)
 
 
 def start_controller(cp: ControlPlane, log: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -99,14 +94,6 @@ def start_controller(cp: ControlPlane, log: Path, *extra: str) -> subprocess.Pop
                                 stderr=subprocess.STDOUT, cwd=REPO)
 
 
-def stop_controller(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @pytest.fixture
@@ -122,7 +109,7 @@ def standalone(bare_cp: ControlPlane, tmp_path: Path) -> Iterator[tuple[ControlP
     try:
         yield bare_cp, proc
     finally:
-        stop_controller(proc)
+        stop_process(proc)
 
 
 def test_standalone_controller_lifecycle(standalone: tuple[ControlPlane, subprocess.Popen[bytes]]) -> None:
@@ -269,7 +256,7 @@ def test_restart_adopts_fixes_and_deletes_orphans(bare_cp: ControlPlane, tmp_pat
         wait("readiness after restart", lambda: slice_view(cp).get("web-1") == (False, 8080), timeout=30)
         assert proc.poll() is None
     finally:
-        stop_controller(proc)
+        stop_process(proc)
 
 
 def test_in_process_controller(controlplane: ControlPlane) -> None:
