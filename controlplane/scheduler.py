@@ -115,11 +115,6 @@ def binding(pod: Mapping[str, Any], node: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- shell
 
-def _key(obj: Mapping[str, Any]) -> str:
-    meta = obj["metadata"]
-    return f"{meta.get('namespace', '')}/{meta['name']}"
-
-
 async def run(client: Any, stop: asyncio.Event, **options: Any) -> None:
     """The scheduler loop. Options: scheduler_name (others ignored)."""
     from controlplane.client import Informer
@@ -133,7 +128,7 @@ async def run(client: Any, stop: asyncio.Event, **options: Any) -> None:
     assumed: dict[str, str] = {}  # pod key -> node, until the informer shows the binding
 
     def enqueue(obj: Mapping[str, Any]) -> None:
-        key = _key(obj)
+        key = pods.key_of(obj)
         if needs_scheduling(obj, name) and key not in queued:
             queued.add(key)
             queue.put_nowait(key)
@@ -146,12 +141,13 @@ async def run(client: Any, stop: asyncio.Event, **options: Any) -> None:
                 enqueue(obj)
 
     def on_pod(obj: Mapping[str, Any]) -> None:
-        if _key(obj) not in unschedulable:  # those wait for a Node change
+        if pods.key_of(obj) not in unschedulable:  # those wait for a Node change
             enqueue(obj)
 
     def on_pod_delete(obj: Mapping[str, Any]) -> None:
-        assumed.pop(_key(obj), None)
-        unschedulable.discard(_key(obj))
+        key = pods.key_of(obj)
+        assumed.pop(key, None)
+        unschedulable.discard(key)
 
     pods.add_handler(on_add=on_pod, on_update=lambda old, new: on_pod(new), on_delete=on_pod_delete)
     nodes.add_handler(on_add=retry_unschedulable, on_update=retry_unschedulable)
@@ -188,7 +184,7 @@ def _schedule_one(client: Any, pods: Any, nodes: Any, key: str, name: str,
         return None
     all_pods = [dict(p) for p in pods.list()]
     for p in all_pods:  # count bindings we made that the cache has not seen yet
-        k = _key(p)
+        k = pods.key_of(p)
         if k in assumed and not (p.get("spec") or {}).get("nodeName"):
             p["spec"] = {**(p.get("spec") or {}), "nodeName": assumed[k]}
         elif k in assumed:

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from controlplane import errors
 from controlplane.client.client import Client
@@ -110,7 +110,7 @@ class Informer:
         return len(self._store)
 
     @staticmethod
-    def key_of(obj: JSON) -> str:
+    def key_of(obj: Mapping[str, Any]) -> str:
         return object_key(obj)
 
     # -- set-up --------------------------------------------------------------------------------
