@@ -182,13 +182,14 @@ def _schedule_one(client: Any, pods: Any, nodes: Any, key: str, name: str,
     pod = pods.get(key)
     if pod is None or not needs_scheduling(pod, name) or key in assumed:
         return None
-    all_pods = [dict(p) for p in pods.list()]
-    for p in all_pods:  # count bindings we made that the cache has not seen yet
+    all_pods: list[Mapping[str, Any]] = []
+    for p in pods.list():  # count bindings we made that the cache has not seen yet
         k = pods.key_of(p)
         if k in assumed and not (p.get("spec") or {}).get("nodeName"):
-            p["spec"] = {**(p.get("spec") or {}), "nodeName": assumed[k]}
+            p = {**p, "spec": {**(p.get("spec") or {}), "nodeName": assumed[k]}}  # the cached pod stays as is
         elif k in assumed:
             assumed.pop(k, None)
+        all_pods.append(p)
     decision = choose_node(pod, nodes.list(), all_pods)
     ns, pod_name = pod["metadata"].get("namespace", "default"), pod["metadata"]["name"]
     if decision.node is None:
