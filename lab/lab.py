@@ -242,7 +242,7 @@ class Lab:
                 removed.append(f"pod namespace {netns_name(uid)}")
         prefix = f"pnlab-{self.t.name}-"
         names = set(self.state.namespaces) | set(self.t.namespaces) | {
-            n for n in _netns_list() if n.startswith(prefix)}
+            n for n in netns.names() if n.startswith(prefix)}
         for name in sorted(names):
             if netns.exists(name):
                 netns.delete(name)
@@ -352,11 +352,6 @@ def _killpg(procs: list[dict[str, Any]], sig: int) -> None:
             os.killpg(int(p["pid"]), sig)
         except ProcessLookupError:
             pass
-
-
-def _netns_list() -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
 def _free_port() -> int:

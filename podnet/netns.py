@@ -51,6 +51,12 @@ def exists(name: str) -> bool:
     return (NETNS_DIR / name).exists()
 
 
+def names() -> list[str]:
+    """The named namespaces (`ip netns list`)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
 def create(name: str) -> str:
     """Create a named namespace with loopback up; returns its path (/run/netns/NAME)."""
     ip("netns", "add", name)

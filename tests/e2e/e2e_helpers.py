@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lab.lab import Lab
+from podnet import netns
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,8 +78,7 @@ def ready_addresses(lab: Lab, service: str, namespace: str = "default") -> set[s
 def leftovers(name: str) -> list[str]:
     """Anything of lab `name` still on the machine."""
     found = []
-    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    found += [f"netns {line.split()[0]}" for line in ns.splitlines() if f"pnlab-{name}-" in line]
+    found += [f"netns {ns}" for ns in netns.names() if f"pnlab-{name}-" in ns]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     found += [f"link {line}" for line in links.splitlines() if f"pnlab-{name}" in line]
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
