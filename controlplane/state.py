@@ -31,6 +31,11 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+def event_line(type_: str, raw: str) -> bytes:
+    """One watch stream line around an object's JSON text (no re-encoding of the object)."""
+    return f'{{"type":"{type_}","object":{raw}}}\n'.encode()
+
+
 @dataclass(frozen=True)
 class Key:
     resource: str  # "group/plural", e.g. "/pods" or "discovery.k8s.io/endpointslices"
@@ -102,7 +107,7 @@ class Event:
             self._lines = {}
         cached = self._lines.get(t)
         if cached is None:
-            cached = f'{{"type":"{t}","object":{self.raw}}}\n'.encode()
+            cached = event_line(t, self.raw)
             self._lines[t] = cached
         return cached
 

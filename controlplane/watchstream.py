@@ -17,7 +17,7 @@ from controlplane.httpio import (JSON_TYPE, Target, include_object, partial, que
                                  wants_table)
 from controlplane.registry import Registry, partner
 from controlplane.resources import Resource
-from controlplane.state import Entry, WatchFilter, dumps, parse_rv, replay
+from controlplane.state import Entry, WatchFilter, dumps, event_line, parse_rv, replay
 from controlplane.storage import Store
 from controlplane.watch import Hub
 
@@ -28,7 +28,7 @@ Encoder = Callable[[JSON, str, str], bytes]  # (object, event type, raw JSON of 
 
 
 def plain_line(obj: JSON, type_: str, raw: str) -> bytes:
-    return f'{{"type":"{type_}","object":{raw or dumps(obj)}}}\n'.encode()
+    return event_line(type_, raw or dumps(obj))
 
 
 def partial_line(obj: JSON, type_: str, raw: str) -> bytes:
