@@ -157,6 +157,9 @@ _BY_REASON: dict[str, type[APIError]] = {
               UnsupportedMediaType, Invalid, Timeout)
 }
 
+# the error for an HTTP code, for error responses that carry no Status (409 is the general Conflict)
+BY_CODE: dict[int, type[APIError]] = {c.code: c for c in _BY_REASON.values() if c is not AlreadyExists}
+
 
 def from_status(body: dict[str, Any], http_code: int = 0) -> APIError:
     """Rebuild an APIError from a Status body (used by the client)."""

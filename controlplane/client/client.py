@@ -58,13 +58,6 @@ class ObjectList:
         return iter(self.items)
 
 
-_BY_CODE: dict[int, type[errors.APIError]] = {
-    c.code: c for c in (errors.BadRequest, errors.Unauthorized, errors.Forbidden, errors.NotFound, errors.MethodNotAllowed,
-                        errors.Conflict, errors.Gone, errors.UnsupportedMediaType, errors.Invalid,
-                        errors.Timeout)
-}
-
-
 def status_error(body: Any, http_code: int) -> errors.APIError:
     """The APIError for an error response (a Status body, or anything else by HTTP code)."""
     if isinstance(body, dict) and body.get("kind") == "Status":
@@ -74,7 +67,7 @@ def status_error(body: Any, http_code: int) -> errors.APIError:
             return gone
         return err
     text = body if isinstance(body, str) else json.dumps(body)
-    cls = _BY_CODE.get(http_code, errors.APIError)
+    cls = errors.BY_CODE.get(http_code, errors.APIError)
     err = cls(f"HTTP {http_code}: {text.strip()[:500] or 'no body'}")
     if cls is errors.APIError:
         err.code = http_code
