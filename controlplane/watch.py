@@ -77,7 +77,7 @@ class Hub:
             watchers = self._by_resource.get(ev.key.resource)
             if not watchers:
                 continue
-            for w in list(watchers):
+            for w in watchers:  # push() never changes the set (a closed watcher leaves on unsubscribe)
                 t = w.filt.translate(ev)
                 if t is not None:
                     w.push((ev, t))
