@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from agent.spec import AgentError
+from cni.delegate import locate_plugin
 
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")
 
@@ -124,11 +125,10 @@ class CNIRuntime:
         return load_network(self.conf_dir)
 
     def find(self, plugin_type: str) -> str:
-        for d in self.bin_dirs:
-            path = os.path.join(d, plugin_type)
-            if os.path.isfile(path) and os.access(path, os.X_OK):
-                return path
-        raise CNIError(f"failed to find plugin {plugin_type!r} in path {self.bin_dirs}")
+        path = locate_plugin(plugin_type, self.bin_dirs)
+        if path is None:
+            raise CNIError(f"failed to find plugin {plugin_type!r} in path {self.bin_dirs}")
+        return path
 
     async def _exec(self, command: str, net: NetworkConfig, plugin: Mapping[str, Any], att: Attachment,
                     prev: Mapping[str, Any] | None) -> dict[str, Any] | None:

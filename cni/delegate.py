@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from cni.errors import CNIError, DECODE_FAILURE, IPAM_FAILED
 from cni.spec import NetConf, Request, Result, parse_result
@@ -16,14 +16,23 @@ from cni.spec import NetConf, Request, Result, parse_result
 IN_PROCESS_TYPES = ("podnet-ipam",)
 
 
-def find_in_path(plugin: str, paths: tuple[str, ...]) -> str:
-    if not plugin or "/" in plugin:
-        raise CNIError(IPAM_FAILED, "invalid IPAM plugin type", repr(plugin))
+def locate_plugin(plugin: str, paths: Sequence[str]) -> str | None:
+    """The executable `plugin` in the first of `paths` that has it (CNI_PATH search), or None.
+    Shared by plugins delegating to IPAM and by the agent acting as a CNI runtime."""
     for d in paths:
         candidate = os.path.join(d, plugin)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
-    raise CNIError(IPAM_FAILED, f"failed to find plugin {plugin!r} in path {list(paths)}")
+    return None
+
+
+def find_in_path(plugin: str, paths: tuple[str, ...]) -> str:
+    if not plugin or "/" in plugin:
+        raise CNIError(IPAM_FAILED, "invalid IPAM plugin type", repr(plugin))
+    found = locate_plugin(plugin, paths)
+    if found is None:
+        raise CNIError(IPAM_FAILED, f"failed to find plugin {plugin!r} in path {list(paths)}")
+    return found
 
 
 def delegate(command: str, req: Request, conf: NetConf, env: Mapping[str, str],
