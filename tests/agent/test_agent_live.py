@@ -242,6 +242,8 @@ async def test_init_containers_run_first(cluster: OneNode) -> None:
         {"name": "second", "command": ["sh", "-c", f"sleep 0.3; echo second >> {marker}"]}],
         containers=[{"name": "app", "command": ["sh", "-c", f"echo app >> {marker}; exec sleep 1000"]}]))
     p = await wait_pod(c, "withinit", is_ready, 30)
+    # Ready (no probe) means started, as with kubelet: the app's own echo may still be on its way.
+    netns.wait_for(lambda: len(marker.read_text().split()) >= 3, timeout=10)
     assert marker.read_text().split() == ["first", "second", "app"]
     inits = p["status"]["initContainerStatuses"]
     assert [s["state"]["terminated"]["reason"] for s in inits] == ["Completed", "Completed"]
